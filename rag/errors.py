@@ -1,0 +1,126 @@
+"""One small exception hierarchy for the whole project.
+
+Every message says what was wrong and what to do about it. The API maps these
+classes to HTTP statuses in one table (``api/errors.py``); the CLI maps them to
+exit codes. Nothing else invents its own error types.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class of every error the project raises on purpose.
+
+    Attributes:
+        code: A stable machine-readable code (used in the API error body).
+        details: Optional structured context for the client.
+    """
+
+    code = "rag_error"
+
+    def __init__(self, message: str, *, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ConfigError(RagError):
+    """A setting is invalid or a configured resource (model folder, URL) is unusable."""
+
+    code = "config_error"
+
+
+class InvalidInput(RagError):
+    """A request parameter is out of range or malformed."""
+
+    code = "invalid_input"
+
+
+class UnsupportedFileType(RagError):
+    """The bytes are not a PDF, text, Markdown or HTML file."""
+
+    code = "unsupported_file_type"
+
+
+class FileTooLarge(RagError):
+    """The upload exceeds the configured size limit."""
+
+    code = "file_too_large"
+
+
+class ParseError(RagError):
+    """The file could not be read (corrupt, truncated)."""
+
+    code = "parse_error"
+
+
+class EncryptedDocument(ParseError):
+    """The PDF is encrypted and no (correct) password was given."""
+
+    code = "encrypted_document"
+
+
+class EmptyDocument(ParseError):
+    """The file holds no extractable text (empty file, image-only PDF)."""
+
+    code = "empty_document"
+
+
+class NotFound(RagError):
+    """Base for unknown ids."""
+
+    code = "not_found"
+
+
+class DocumentNotFound(NotFound):
+    """No document with that id."""
+
+    code = "document_not_found"
+
+
+class CollectionNotFound(NotFound):
+    """No collection with that name."""
+
+    code = "collection_not_found"
+
+
+class JobNotFound(NotFound):
+    """No ingest job with that id."""
+
+    code = "job_not_found"
+
+
+class ChatNotFound(NotFound):
+    """No chat session with that id."""
+
+    code = "chat_not_found"
+
+
+class Conflict(RagError):
+    """The request conflicts with the current state (e.g. collection exists)."""
+
+    code = "conflict"
+
+
+class QueryRejected(RagError):
+    """A question was refused by a pre-processing rule (empty, too long, injection)."""
+
+    code = "query_rejected"
+
+
+class GeneratorUnavailable(RagError):
+    """The configured generator cannot be loaded or reached."""
+
+    code = "generator_unavailable"
+
+
+class IndexInconsistent(RagError):
+    """SQL, FAISS and BM25 disagree; run ``rag doctor --repair``."""
+
+    code = "index_inconsistent"
+
+
+class RateLimited(RagError):
+    """Too many requests for this API key."""
+
+    code = "rate_limited"
