@@ -1,0 +1,56 @@
+"""Shared fixtures: paths to the shared datasets, a network guard, temp settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT_ROOT.parent / "shared" / "datasets"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/datasets, skipping the test with a clear message if absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared dataset {path} is absent (expected ../shared/datasets next to repo)")
+    return path
+
+
+@pytest.fixture
+def pdfs_dir() -> Path:
+    """The folder of real third-party PDFs."""
+    return shared_path("pdfs")
+
+
+@pytest.fixture
+def scifact_dir() -> Path:
+    """The BEIR SciFact folder."""
+    return shared_path("scifact")
+
+
+_LOOPBACK_PREFIXES = ("127.", "::1", "localhost", "0.0.0.0")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that tries to reach a host other than loopback."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address):  # type: ignore[no-untyped-def]
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(host, str) and not host.startswith(_LOOPBACK_PREFIXES) and self.family in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        ):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
