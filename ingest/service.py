@@ -1,0 +1,312 @@
+"""Ingestion: bytes of one file → parsed pages → clean text → chunks → vectors → stores.
+
+Every failure leaves a ``failed`` document row that says why, never a
+half-indexed document: chunks only reach SQL, FAISS and BM25 through
+:meth:`rag.knowledge_base.KnowledgeBase.commit_document`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ingest.chunking import SentenceChunker
+from ingest.cleaning import clean_pages
+from ingest.parsers import get_parser
+from ingest.sniff import sniff_media_type
+from rag.errors import EmptyDocument, FileTooLarge, RagError
+from rag.knowledge_base import KnowledgeBase, file_sha256
+from rag.protocols import Embedder
+from rag.records import DocumentInfo
+from rag.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where one file's ingestion stands (for progress bars and job rows)."""
+
+    stage: str  # parsing | chunking | embedding | indexing | done
+    pages_parsed: int = 0
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """Result of ingesting one file.
+
+    ``action`` is ``created``, ``existing`` (same bytes already in the
+    collection), ``replaced`` (a new version replaced older ones) or ``failed``.
+    """
+
+    filename: str
+    collection: str
+    action: str
+    status: str
+    document_id: str | None = None
+    pages: int = 0
+    chunks: int = 0
+    error: str | None = None
+    error_code: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless the file failed."""
+        return self.action != "failed"
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (`rag ingest --json` entries)."""
+        data = asdict(self)
+        data["id"] = data.pop("document_id")
+        return data
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+def _noop(_: IngestProgress) -> None:
+    return None
+
+
+class IngestService:
+    """Turns files into searchable documents.
+
+    Args:
+        kb: The knowledge base written to.
+        embedder: Embeds chunks; its tokenizer measures chunk sizes.
+        settings: Size limit, chunk size and overlap, default collection.
+    """
+
+    def __init__(self, kb: KnowledgeBase, embedder: Embedder, settings: IngestSettings) -> None:
+        self.kb = kb
+        self.embedder = embedder
+        self.settings = settings
+        self._chunker: SentenceChunker | None = None
+
+    @property
+    def chunker(self) -> SentenceChunker:
+        """Chunker sized to the embedder (built lazily: it needs the model's tokenizer)."""
+        if self._chunker is None:
+            limit = int(getattr(self.embedder, "max_tokens", self.settings.chunk_tokens))
+            size = min(self.settings.chunk_tokens, limit)
+            overlap = int(round(size * self.settings.chunk_overlap))
+            self._chunker = SentenceChunker(
+                self.embedder.token_counter, chunk_tokens=size, overlap_tokens=overlap
+            )
+        return self._chunker
+
+    @property
+    def max_bytes(self) -> int:
+        """Largest accepted file in bytes."""
+        return int(self.settings.max_file_mb * 1024 * 1024)
+
+    def check_size(self, size: int, filename: str) -> None:
+        """Raise FileTooLarge when ``size`` exceeds the limit."""
+        if size > self.max_bytes:
+            raise FileTooLarge(
+                f"{filename} is {size / 2**20:.1f} MiB, over the {self.settings.max_file_mb:g} MiB "
+                "limit; split the file or raise RAG_INGEST__MAX_FILE_MB",
+                details={"size_bytes": size, "limit_bytes": self.max_bytes},
+            )
+
+    def ingest_path(self, path: Path, **kwargs: object) -> IngestOutcome:
+        """Ingest a file from disk (see :meth:`ingest_bytes`)."""
+        size = path.stat().st_size
+        name = path.name
+        collection = str(kwargs.get("collection") or self.settings.default_collection)
+        try:
+            self.check_size(size, name)
+        except FileTooLarge as exc:
+            return self._failed_without_bytes(name, collection, size, exc)
+        return self.ingest_bytes(path.read_bytes(), name, **kwargs)  # type: ignore[arg-type]
+
+    def ingest_bytes(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        collection: str | None = None,
+        password: str | None = None,
+        replace: bool | None = None,
+        progress: ProgressCallback | None = None,
+        document_id: str | None = None,
+    ) -> IngestOutcome:
+        """Ingest one file's bytes.
+
+        Args:
+            data: The file's bytes.
+            filename: Display name (never used as a path).
+            collection: Target collection (created if missing); default from settings.
+            password: Password for an encrypted PDF.
+            replace: Replace older versions with the same file name (default from settings).
+            progress: Called as stages advance.
+            document_id: A document row already created by :meth:`begin` (API uploads).
+
+        Returns:
+            The outcome; failures are reported in it, not raised.
+        """
+        report = progress or _noop
+        filename = Path(filename).name or "unnamed"
+        collection = collection or self.settings.default_collection
+        self.kb.create_collection(collection, exist_ok=True)
+        replace = self.settings.replace_versions if replace is None else replace
+        if document_id is None:
+            try:
+                self.check_size(len(data), filename)
+            except FileTooLarge as exc:
+                return self._failed_without_bytes(filename, collection, len(data), exc)
+            existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
+            if existing is not None:
+                return IngestOutcome(
+                    filename=existing.filename,
+                    collection=collection,
+                    action="existing",
+                    status=existing.status,
+                    document_id=existing.id,
+                    pages=existing.pages,
+                    chunks=existing.chunks,
+                )
+            document_id = self.begin(data, filename, collection).id
+        return self._process(data, filename, collection, document_id, password, replace, report)
+
+    def begin(self, data: bytes, filename: str, collection: str) -> DocumentInfo:
+        """Create the (not yet searchable) document row and store the original bytes."""
+        try:
+            media_type = sniff_media_type(data, filename)
+        except RagError:
+            media_type = "application/octet-stream"
+        return self.kb.begin_document(
+            collection,
+            filename,
+            media_type=media_type,
+            size_bytes=len(data),
+            sha256=file_sha256(data),
+            data=data,
+        )
+
+    def _process(
+        self,
+        data: bytes,
+        filename: str,
+        collection: str,
+        document_id: str,
+        password: str | None,
+        replace: bool,
+        report: ProgressCallback,
+    ) -> IngestOutcome:
+        with self.kb.ingest_lock.hold(shared=True):
+            return self._process_locked(
+                data, filename, collection, document_id, password, replace, report
+            )
+
+    def _process_locked(
+        self,
+        data: bytes,
+        filename: str,
+        collection: str,
+        document_id: str,
+        password: str | None,
+        replace: bool,
+        report: ProgressCallback,
+    ) -> IngestOutcome:
+        try:
+            self.kb.update_document(document_id, status="processing")
+            media_type = sniff_media_type(data, filename)
+            report(IngestProgress("parsing"))
+            parsed = get_parser(media_type).parse(data, password=password)
+            for warning in parsed.warnings:
+                log.debug("parse warning doc_id=%s %s", document_id, warning)
+            report(IngestProgress("chunking", pages_parsed=parsed.page_count))
+            clean = clean_pages(parsed.pages)
+            chunks = self.chunker.chunk(clean) if clean.text.strip() else []
+            if not chunks:
+                raise EmptyDocument(f"{filename}: no extractable text after cleaning")
+            vectors = self._embed(chunks, parsed.page_count, report)
+            report(
+                IngestProgress(
+                    "indexing", parsed.page_count, len(chunks), chunks_embedded=len(chunks)
+                )
+            )
+            old = (
+                [d.id for d in self.kb.ready_versions(collection, filename) if d.id != document_id]
+                if replace
+                else []
+            )
+            doc = self.kb.commit_document(
+                document_id, chunks, vectors, page_count=parsed.page_count, replaces=old
+            )
+            self.kb.update_document(document_id, media_type=media_type)
+            report(IngestProgress("done", parsed.page_count, len(chunks), len(chunks)))
+            return IngestOutcome(
+                filename=filename,
+                collection=collection,
+                action="replaced" if old else "created",
+                status=doc.status,
+                document_id=doc.id,
+                pages=doc.pages,
+                chunks=doc.chunks,
+            )
+        except RagError as exc:
+            self.kb.fail_document(document_id, exc.message)
+            log.info("ingest failed doc_id=%s code=%s reason=%s", document_id, exc.code, exc)
+            return IngestOutcome(
+                filename=filename,
+                collection=collection,
+                action="failed",
+                status="failed",
+                document_id=document_id,
+                error=exc.message,
+                error_code=exc.code,
+            )
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+            log.exception("ingest crashed doc_id=%s", document_id)
+            message = f"internal error while ingesting: {type(exc).__name__}: {exc}"
+            self.kb.fail_document(document_id, message)
+            return IngestOutcome(
+                filename=filename,
+                collection=collection,
+                action="failed",
+                status="failed",
+                document_id=document_id,
+                error=message,
+                error_code="internal_error",
+            )
+
+    def _embed(self, chunks: list, pages: int, report: ProgressCallback) -> np.ndarray:
+        step = self.settings.embed_batch_chunks
+        parts = []
+        for start in range(0, len(chunks), step):
+            texts = [c.text for c in chunks[start : start + step]]
+            parts.append(self.embedder.embed_documents(texts))
+            report(IngestProgress("embedding", pages, len(chunks), start + len(texts)))
+        return np.concatenate(parts, axis=0)
+
+    def _failed_without_bytes(
+        self, filename: str, collection: str, size: int, exc: RagError
+    ) -> IngestOutcome:
+        """Record a failed row for a file refused before reading it (too large)."""
+        self.kb.create_collection(collection, exist_ok=True)
+        doc = self.kb.begin_document(
+            collection,
+            filename,
+            media_type="application/octet-stream",
+            size_bytes=size,
+            sha256="",
+            status="failed",
+        )
+        self.kb.fail_document(doc.id, exc.message)
+        return IngestOutcome(
+            filename=filename,
+            collection=collection,
+            action="failed",
+            status="failed",
+            document_id=doc.id,
+            error=exc.message,
+            error_code=exc.code,
+        )

@@ -1,0 +1,121 @@
+"""``rag doctor``, ``rag bootstrap``, ``rag serve`` and ``rag eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rag.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    cli_settings,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    services_for,
+)
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file.")]
+
+
+@handle_errors
+def doctor(
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what is inconsistent.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check that SQL, FAISS and BM25 hold the same chunk ids. Exit 0 if consistent, else 1."""
+    with services_for(cli_settings(config)) as services:
+        checks = services.kb.repair() if repair else services.kb.check()
+    consistent = all(c.consistent for c in checks)
+    if json_out:
+        print_json(
+            {
+                "consistent": consistent,
+                "repaired": repair,
+                "collections": [c.to_dict() for c in checks],
+            }
+        )
+    else:
+        table = Table(title="consistency")
+        for column in ("collection", "sql", "faiss", "bm25", "missing", "extra", "stuck", "ok"):
+            table.add_column(column)
+        for c in checks:
+            table.add_row(
+                c.collection,
+                str(c.sql_chunks),
+                str(c.faiss_chunks),
+                str(c.bm25_chunks),
+                str(len(set(c.missing_in_faiss) | set(c.missing_in_bm25))),
+                str(len(set(c.extra_in_faiss) | set(c.extra_in_bm25))),
+                str(len(c.stuck_documents)),
+                "[green]yes[/green]" if c.consistent else "[red]no[/red]",
+            )
+        out.print(table)
+        if not consistent:
+            err.print("inconsistent: run `rag doctor --repair`")
+    raise typer.Exit(EXIT_OK if consistent else EXIT_FAILED)
+
+
+@handle_errors
+def bootstrap(
+    folder: Annotated[Path, typer.Argument(help="Folder of sample documents.")] = Path("data"),
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest the sample documents when the knowledge base is empty (used by `make run`)."""
+    settings = cli_settings(config)
+    from ingest.service import IngestService
+    from rag.cli.ingest_cmd import collect_files
+
+    with services_for(settings) as services:
+        _, total = services.kb.list_documents()
+        if total:
+            out.print(f"knowledge base has {total} documents; nothing to bootstrap")
+            return
+        service = IngestService(services.kb, services.embedder, settings.ingest)
+        for path in collect_files([folder], recursive=False):
+            outcome = service.ingest_path(path)
+            out.print(f"{outcome.action:9} {path.name} ({outcome.chunks} chunks)", highlight=False)
+
+
+@handle_errors
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the REST API and the web page."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = cli_settings(config)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_level=settings.log_level.lower() if settings.log_level else "warning",
+    )
+
+
+def eval_command(
+    dataset_dir: Annotated[Path, typer.Argument(help="BEIR-format dataset folder.")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+    modes: Annotated[str, typer.Option("--modes")] = "bm25,dense,hybrid-rrf,hybrid-weighted",
+    k: Annotated[int, typer.Option("--k")] = 10,
+    out_dir: Annotated[Path | None, typer.Option("--out")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Evaluate retrieval on a BEIR dataset (see `eval/`)."""
+    from eval.cli import run_eval_command
+
+    code = run_eval_command(dataset_dir, split, modes, k, out_dir, config)
+    raise typer.Exit(code)
+
+
+__all__ = ["bootstrap", "doctor", "eval_command", "print_json", "serve"]

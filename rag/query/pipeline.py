@@ -1,0 +1,324 @@
+"""Question → rules → hybrid retrieval → prompt → generator → answer rules → cited answer.
+
+Used by the CLI and the API alike. Every stage is timed; every rule's effect
+shows in the answer's flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import InvalidInput
+from rag.query.prompt import build_messages
+from rag.query.retrieval import RetrievalFilter, RetrievalResult
+from rag.query.rules_post import build_answer_rules, cited_numbers, redact_text, run_answer_rules
+from rag.query.rules_pre import build_query_rules, run_query_rules, screen_text_for_injection
+from rag.text.normalize import cjk_ratio
+from rag.types import Answer, AnswerFlags, ChatTurn, Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.services import Services
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND_EN = "The knowledge base does not contain an answer to this question."
+NOT_FOUND_ZH = "知识库中没有找到这个问题的答案。"
+SNIPPET_CHARS = 300
+_TEMPLATE_TOKENS = re.compile(r"<\|[a-z_]+\|>|</s>|<s>")
+# A streamed piece is released at a sentence end or a space once this long,
+# so redaction sees whole numbers and addresses before anything is shown.
+_STREAM_FLUSH_CHARS = 48
+
+
+def not_found_message(question: str) -> str:
+    """The honest 'not in the knowledge base' answer, in the question's language."""
+    return NOT_FOUND_ZH if cjk_ratio(question) > 0.3 else NOT_FOUND_EN
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything decided before generation starts."""
+
+    question: str
+    history: tuple[ChatTurn, ...]
+    retrieval: RetrievalResult | None
+    sources: tuple[Hit, ...]
+    flags: AnswerFlags
+    timings: dict[str, float]
+    retrieval_query: str
+    generator_name: str
+    final_text: str | None = None  # set when no generation is needed
+    messages: list[dict[str, str]] | None = None
+
+
+class AnswerPipeline:
+    """Answers questions from the knowledge base.
+
+    Args:
+        services: The wired-up system (knowledge base, retriever, generators).
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.retriever = services.retriever()
+        self.query_rules = build_query_rules(self.settings.rules)
+        self.answer_rules = build_answer_rules(self.settings.rules, self._fallback)
+
+    def _fallback(self, sources: Sequence[Hit], question: str) -> str:
+        return self.services.generator("extractive").answer(question, sources)
+
+    # ----------------------------------------------------------------- public
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[ChatTurn] = (),
+        collections: Sequence[str] = (),
+        document_ids: Sequence[str] = (),
+        pages: tuple[int, int] | None = None,
+        top_k: int | None = None,
+        generator: str | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Answer:
+        """Answer one question (see :meth:`stream` for the streamed form)."""
+        answer = None
+        for event in self.stream(
+            question,
+            history=history,
+            collections=collections,
+            document_ids=document_ids,
+            pages=pages,
+            top_k=top_k,
+            generator=generator,
+            max_new_tokens=max_new_tokens,
+            _emit=False,
+        ):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[ChatTurn] = (),
+        collections: Sequence[str] = (),
+        document_ids: Sequence[str] = (),
+        pages: tuple[int, int] | None = None,
+        top_k: int | None = None,
+        generator: str | None = None,
+        max_new_tokens: int | None = None,
+        _emit: bool = True,
+    ) -> Iterator[str | Answer]:
+        """Yield answer text pieces as they are produced, then the final :class:`Answer`.
+
+        The pieces are redacted and cleaned as they go; the final answer is
+        authoritative (a failed citation check replaces the text by the
+        extractive fallback, flagged ``fallback_used``).
+
+        Raises:
+            QueryRejected: Empty, too long, or refused question.
+            CollectionNotFound, InvalidInput: Bad filters.
+        """
+        started = time.perf_counter()
+        prepared = self._prepare(
+            question, history, collections, document_ids, pages, top_k, generator, max_new_tokens
+        )
+        timings = dict(prepared.timings)
+        if prepared.final_text is not None:
+            raw = prepared.final_text
+            if _emit:
+                yield raw
+        else:
+            gen = self.services.generator(prepared.generator_name)
+            new_tokens = max_new_tokens or self.settings.generator.max_new_tokens
+            t0 = time.perf_counter()
+            pieces: list[str] = []
+            if _emit:
+                for piece in self._streamed(
+                    gen.stream(prepared.messages, max_new_tokens=new_tokens), pieces, timings, t0
+                ):
+                    yield piece
+            else:
+                pieces.append(gen.generate(prepared.messages, max_new_tokens=new_tokens))
+            timings["generation"] = time.perf_counter() - t0
+            raw = "".join(pieces)
+        t0 = time.perf_counter()
+        if prepared.flags.not_found:
+            draft_text, flags = raw, prepared.flags
+        else:
+            draft = run_answer_rules(
+                self.answer_rules, raw, prepared.sources, prepared.question, prepared.flags
+            )
+            draft_text, flags = draft.text, draft.flags
+        timings["postprocess"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - started
+        yield Answer(
+            question=prepared.question,
+            answer=draft_text,
+            citations=self._citations(draft_text, prepared.sources, flags),
+            flags=flags,
+            timings=timings,
+            retrieval_query=prepared.retrieval_query,
+            generator=prepared.generator_name,
+        )
+
+    # --------------------------------------------------------------- stages
+    def _prepare(
+        self,
+        question: str,
+        history: Sequence[ChatTurn],
+        collections: Sequence[str],
+        document_ids: Sequence[str],
+        pages: tuple[int, int] | None,
+        top_k: int | None,
+        generator: str | None,
+        max_new_tokens: int | None,
+    ) -> _Prepared:
+        timings: dict[str, float] = {}
+        generator_name = generator or self.settings.generator.backend
+        if generator_name not in ("transformers", "openai", "extractive"):
+            raise InvalidInput(
+                f"generator must be transformers, openai or extractive, got {generator_name!r}"
+            )
+        t0 = time.perf_counter()
+        state = run_query_rules(self.query_rules, question, tuple(history))
+        timings["rules"] = time.perf_counter() - t0
+        flags = AnswerFlags(injection_detected=state.injection_detected)
+
+        result = self.retriever.retrieve(
+            state.retrieval_query,
+            where=RetrievalFilter(tuple(collections), tuple(document_ids), pages),
+            top_k=top_k,
+        )
+        for stage in ("embed", "dense", "sparse", "fusion", "fetch", "rerank", "filter"):
+            if stage in result.timings:
+                timings[stage] = result.timings[stage]
+        timings["retrieval"] = sum(result.timings.values())
+        common = dict(
+            question=state.question,
+            history=tuple(history),
+            retrieval=result,
+            timings=timings,
+            retrieval_query=state.retrieval_query,
+            generator_name=generator_name,
+        )
+        if not result.hits or not result.relevant:
+            return _Prepared(
+                sources=(),
+                flags=replace(flags, not_found=True, refused=True),
+                final_text=not_found_message(state.question),
+                **common,  # type: ignore[arg-type]
+            )
+        sources = self._screen(result.hits)
+        if any(h.injection_flagged for h in sources):
+            flags = replace(flags, injection_detected=True)
+        if self.settings.retrieval.neighbour_expansion:
+            sources = tuple(self.retriever.expand_neighbours(sources))
+        if generator_name == "extractive":
+            t0 = time.perf_counter()
+            text = self.services.generator("extractive").answer(state.question, sources)
+            timings["generation"] = time.perf_counter() - t0
+            return _Prepared(sources=sources, flags=flags, final_text=text, **common)  # type: ignore[arg-type]
+        gen = self.services.generator(generator_name)
+        t0 = time.perf_counter()
+        plan = build_messages(
+            state.question,
+            sources,
+            tuple(history),
+            gen.count_tokens,
+            gen.context_length,
+            max_new_tokens or self.settings.generator.max_new_tokens,
+            question_flagged=state.injection_detected,
+        )
+        timings["prompt"] = time.perf_counter() - t0
+        return _Prepared(
+            sources=plan.used_sources, flags=flags, messages=plan.messages, **common  # type: ignore[arg-type]
+        )
+
+    def _screen(self, hits: Sequence[Hit]) -> tuple[Hit, ...]:
+        """Mark retrieved chunks that carry injection phrasing (kept as quoted data)."""
+        if not self.settings.rules.injection_screen:
+            return tuple(hits)
+        return tuple(
+            replace(h, injection_flagged=True) if screen_text_for_injection(h.text) else h
+            for h in hits
+        )
+
+    def _streamed(
+        self,
+        pieces_in: Iterator[str],
+        collected: list[str],
+        timings: dict[str, float],
+        started: float,
+    ) -> Iterator[str]:
+        """Re-chunk generator output at safe boundaries and redact each released piece."""
+        rules = self.settings.rules
+        pending = ""
+        for piece in pieces_in:
+            if "first_token" not in timings:
+                timings["first_token"] = time.perf_counter() - started
+            collected.append(piece)
+            pending += piece
+            cut = _safe_cut(pending)
+            if cut:
+                yield self._clean_piece(pending[:cut], rules)
+                pending = pending[cut:]
+        if pending:
+            yield self._clean_piece(pending, rules)
+
+    @staticmethod
+    def _clean_piece(text: str, rules: Any) -> str:
+        text = _TEMPLATE_TOKENS.sub("", text)
+        if rules.redact:
+            text, _ = redact_text(text, rules.sensitive_words)
+        return text
+
+    def _citations(
+        self, text: str, sources: Sequence[Hit], flags: AnswerFlags
+    ) -> tuple[Citation, ...]:
+        """Citations for the sources the answer cites (all shown sources if it cites none)."""
+        if flags.not_found or not sources:
+            return ()
+        numbers = [n for n in dict.fromkeys(cited_numbers(text)) if 1 <= n <= len(sources)]
+        if not numbers and not flags.refused:
+            numbers = list(range(1, len(sources) + 1))
+        citations = []
+        for n in numbers:
+            hit = sources[n - 1]
+            citations.append(
+                Citation(
+                    number=n,
+                    document_id=hit.document_id,
+                    filename=hit.filename,
+                    page=hit.page_start,
+                    chunk_id=hit.chunk_id,
+                    snippet=hit.text[:SNIPPET_CHARS],
+                    score=hit.score,
+                    dense_rank=hit.dense_rank,
+                    sparse_rank=hit.sparse_rank,
+                )
+            )
+        return tuple(citations)
+
+
+def _safe_cut(text: str) -> int:
+    """Where ``text`` can be released: after the last sentence end or, if long, last space."""
+    best = 0
+    for match in re.finditer(r"[.!?\n](?=\s)|[。！？]", text):
+        best = match.end()
+    if best:
+        return best
+    if len(text) >= _STREAM_FLUSH_CHARS:
+        space = text.rfind(" ")
+        # Do not cut inside something that may be a number or an address.
+        if space > 0 and not re.search(r"[\d@+\-]\S*$", text[:space]):
+            return space + 1
+    return 0
