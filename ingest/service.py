@@ -8,7 +8,7 @@ half-indexed document: chunks only reach SQL, FAISS and BM25 through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from rag.knowledge_base import KnowledgeBase, file_sha256
 from rag.protocols import Embedder
 from rag.records import DocumentInfo
 from rag.settings import IngestSettings
+from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,17 @@ class IngestOutcome:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A parsed and chunked file waiting for its vectors."""
+
+    document_id: str
+    filename: str
+    media_type: str
+    pages: int
+    chunks: list[Chunk]
 
 
 def _noop(_: IngestProgress) -> None:
@@ -216,69 +228,155 @@ class IngestService:
         report: ProgressCallback,
     ) -> IngestOutcome:
         try:
-            self.kb.update_document(document_id, status="processing")
-            media_type = sniff_media_type(data, filename)
-            report(IngestProgress("parsing"))
-            parsed = get_parser(media_type).parse(data, password=password)
-            for warning in parsed.warnings:
-                log.debug("parse warning doc_id=%s %s", document_id, warning)
-            report(IngestProgress("chunking", pages_parsed=parsed.page_count))
-            clean = clean_pages(parsed.pages)
-            chunks = self.chunker.chunk(clean) if clean.text.strip() else []
-            if not chunks:
-                raise EmptyDocument(f"{filename}: no extractable text after cleaning")
-            vectors = self._embed(chunks, parsed.page_count, report)
-            report(
-                IngestProgress(
-                    "indexing", parsed.page_count, len(chunks), chunks_embedded=len(chunks)
-                )
-            )
-            old = (
-                [d.id for d in self.kb.ready_versions(collection, filename) if d.id != document_id]
-                if replace
-                else []
-            )
-            doc = self.kb.commit_document(
-                document_id, chunks, vectors, page_count=parsed.page_count, replaces=old
-            )
-            self.kb.update_document(document_id, media_type=media_type)
-            report(IngestProgress("done", parsed.page_count, len(chunks), len(chunks)))
-            return IngestOutcome(
-                filename=filename,
-                collection=collection,
-                action="replaced" if old else "created",
-                status=doc.status,
-                document_id=doc.id,
-                pages=doc.pages,
-                chunks=doc.chunks,
-            )
-        except RagError as exc:
-            self.kb.fail_document(document_id, exc.message)
-            log.info("ingest failed doc_id=%s code=%s reason=%s", document_id, exc.code, exc)
-            return IngestOutcome(
-                filename=filename,
-                collection=collection,
-                action="failed",
-                status="failed",
-                document_id=document_id,
-                error=exc.message,
-                error_code=exc.code,
-            )
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+            prepared = self._prepare(data, filename, document_id, password, report)
+            vectors = self._embed(prepared.chunks, prepared.pages, report)
+            return self._commit(prepared, collection, vectors, replace, report)
+        except Exception as exc:  # noqa: BLE001 - reported in the outcome, never raised
+            return self._failure(document_id, filename, collection, exc)
+
+    def ingest_many(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        collection: str | None = None,
+        replace: bool | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[IngestOutcome]:
+        """Bulk path: chunk every file, embed all chunks in large batches, commit each file.
+
+        Embedding many small files one by one wastes the batch; here the
+        embedder sees all chunks at once. Each document is still committed
+        through the one write path, so each is all-or-nothing.
+        """
+        report = progress or _noop
+        collection = collection or self.settings.default_collection
+        self.kb.create_collection(collection, exist_ok=True)
+        replace = self.settings.replace_versions if replace is None else replace
+        outcomes: dict[int, IngestOutcome] = {}
+        ready: list[tuple[int, _Prepared]] = []
+        with self.kb.ingest_lock.hold(shared=True):
+            for position, (filename, data) in enumerate(files):
+                filename = Path(filename).name or "unnamed"
+                try:
+                    self.check_size(len(data), filename)
+                except FileTooLarge as exc:
+                    outcomes[position] = self._failed_without_bytes(
+                        filename, collection, len(data), exc
+                    )
+                    continue
+                existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
+                if existing is not None:
+                    outcomes[position] = IngestOutcome(
+                        filename=existing.filename,
+                        collection=collection,
+                        action="existing",
+                        status=existing.status,
+                        document_id=existing.id,
+                        pages=existing.pages,
+                        chunks=existing.chunks,
+                    )
+                    continue
+                doc_id = self.begin(data, filename, collection).id
+                try:
+                    ready.append((position, self._prepare(data, filename, doc_id, None, _noop)))
+                except Exception as exc:  # noqa: BLE001
+                    outcomes[position] = self._failure(doc_id, filename, collection, exc)
+            all_chunks = [chunk for _, prep in ready for chunk in prep.chunks]
+            vectors = self._embed(all_chunks, sum(p.pages for _, p in ready), report)
+            offset = 0
+            for position, prep in ready:
+                part = vectors[offset : offset + len(prep.chunks)]
+                offset += len(prep.chunks)
+                try:
+                    outcomes[position] = self._commit(prep, collection, part, replace, _noop)
+                except Exception as exc:  # noqa: BLE001
+                    outcomes[position] = self._failure(
+                        prep.document_id, prep.filename, collection, exc
+                    )
+        return [outcomes[i] for i in range(len(files))]
+
+    def _prepare(
+        self,
+        data: bytes,
+        filename: str,
+        document_id: str,
+        password: str | None,
+        report: ProgressCallback,
+    ) -> _Prepared:
+        """Parse, clean and chunk (no store is touched but the document's status)."""
+        self.kb.update_document(document_id, status="processing")
+        media_type = sniff_media_type(data, filename)
+        report(IngestProgress("parsing"))
+        parsed = get_parser(media_type).parse(data, password=password)
+        for warning in parsed.warnings:
+            log.debug("parse warning doc_id=%s %s", document_id, warning)
+        report(IngestProgress("chunking", pages_parsed=parsed.page_count))
+        clean = clean_pages(parsed.pages)
+        chunks = self.chunker.chunk(clean) if clean.text.strip() else []
+        if not chunks:
+            raise EmptyDocument(f"{filename}: no extractable text after cleaning")
+        return _Prepared(document_id, filename, media_type, parsed.page_count, chunks)
+
+    def _commit(
+        self,
+        prep: _Prepared,
+        collection: str,
+        vectors: np.ndarray,
+        replace: bool,
+        report: ProgressCallback,
+    ) -> IngestOutcome:
+        """Hand the chunks and vectors to the knowledge base's one write path."""
+        n = len(prep.chunks)
+        report(IngestProgress("indexing", prep.pages, n, chunks_embedded=n))
+        old = (
+            [
+                d.id
+                for d in self.kb.ready_versions(collection, prep.filename)
+                if d.id != prep.document_id
+            ]
+            if replace
+            else []
+        )
+        self.kb.update_document(prep.document_id, media_type=prep.media_type)
+        doc = self.kb.commit_document(
+            prep.document_id, prep.chunks, vectors, page_count=prep.pages, replaces=old
+        )
+        report(IngestProgress("done", prep.pages, n, n))
+        return IngestOutcome(
+            filename=prep.filename,
+            collection=collection,
+            action="replaced" if old else "created",
+            status=doc.status,
+            document_id=doc.id,
+            pages=doc.pages,
+            chunks=doc.chunks,
+        )
+
+    def _failure(
+        self, document_id: str, filename: str, collection: str, exc: Exception
+    ) -> IngestOutcome:
+        """Mark the document failed with the reason and say so in the outcome."""
+        if isinstance(exc, RagError):
+            message, code = exc.message, exc.code
+            log.info("ingest failed doc_id=%s code=%s reason=%s", document_id, code, message)
+        else:
             log.exception("ingest crashed doc_id=%s", document_id)
             message = f"internal error while ingesting: {type(exc).__name__}: {exc}"
-            self.kb.fail_document(document_id, message)
-            return IngestOutcome(
-                filename=filename,
-                collection=collection,
-                action="failed",
-                status="failed",
-                document_id=document_id,
-                error=message,
-                error_code="internal_error",
-            )
+            code = "internal_error"
+        self.kb.fail_document(document_id, message)
+        return IngestOutcome(
+            filename=filename,
+            collection=collection,
+            action="failed",
+            status="failed",
+            document_id=document_id,
+            error=message,
+            error_code=code,
+        )
 
-    def _embed(self, chunks: list, pages: int, report: ProgressCallback) -> np.ndarray:
+    def _embed(self, chunks: Sequence[Chunk], pages: int, report: ProgressCallback) -> np.ndarray:
+        if not chunks:
+            return np.zeros((0, 1), dtype=np.float32)
         step = self.settings.embed_batch_chunks
         parts = []
         for start in range(0, len(chunks), step):

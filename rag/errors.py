@@ -124,3 +124,9 @@ class RateLimited(RagError):
     """Too many requests for this API key."""
 
     code = "rate_limited"
+
+
+class Unauthorized(RagError):
+    """A missing or wrong API key."""
+
+    code = "unauthorized"

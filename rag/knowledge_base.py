@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rag.db.engine import make_engine, make_session_factory
@@ -65,6 +66,7 @@ class CollectionIndexes:
     sparse: BM25Index
     vectors_seq: int = 0
     sparse_seq: int = 0
+    pending_seq: int = 0  # newest journal entry applied in memory but not yet saved
     rw: ReadWriteLock = field(default_factory=ReadWriteLock)
     writer: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,10 +110,15 @@ class KnowledgeBase:
     Args:
         settings: All settings (data_dir, database_url and index settings are used).
         embedding_model: Name recorded on new collections.
+        autoflush: Save index files after every write. Bulk loads turn it off and
+            call :meth:`flush` once; the journal covers the unsaved changes.
     """
 
-    def __init__(self, settings: Settings, embedding_model: str = "") -> None:
+    def __init__(
+        self, settings: Settings, embedding_model: str = "", *, autoflush: bool = True
+    ) -> None:
         self.settings = settings
+        self.autoflush = autoflush
         self.index_settings: IndexSettings = settings.index
         self.embedding_model = embedding_model
         self.data_dir = settings.data_dir
@@ -129,7 +136,8 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Release the database engine."""
+        """Save unsaved index changes and release the database engine."""
+        self.flush()
         self.engine.dispose()
 
     def recover(self) -> list[str]:
@@ -174,13 +182,18 @@ class KnowledgeBase:
     def create_collection(self, name: str, *, exist_ok: bool = False) -> CollectionInfo:
         """Create a collection (Conflict if it exists, unless ``exist_ok``)."""
         validate_collection_name(name)
-        with self.sessions.begin() as session:
-            existing = session.scalar(select(Collection).where(Collection.name == name))
-            if existing is not None:
-                if not exist_ok:
-                    raise Conflict(f"collection {name!r} already exists")
-            else:
-                session.add(Collection(name=name, embedding_model=self.embedding_model))
+        try:
+            with self.sessions.begin() as session:
+                existing = session.scalar(select(Collection).where(Collection.name == name))
+                if existing is not None:
+                    if not exist_ok:
+                        raise Conflict(f"collection {name!r} already exists")
+                else:
+                    session.add(Collection(name=name, embedding_model=self.embedding_model))
+        except IntegrityError as exc:
+            # Another thread or process created it between our check and our insert.
+            if not exist_ok:
+                raise Conflict(f"collection {name!r} already exists") from exc
         return self.get_collection(name)
 
     def get_collection(self, name: str) -> CollectionInfo:
@@ -457,7 +470,7 @@ class KnowledgeBase:
                 if removed_ids:
                     self._remove_from_indexes(indexes, removed_ids)
                 self._add_to_indexes(indexes, ids, vectors, [c.text for c in chunks])
-            self._persist(indexes, seq)
+            self._after_write(indexes, seq)
         for old_id in replaces:
             (self.files_dir / old_id).unlink(missing_ok=True)
         log.info("document ready doc_id=%s chunks=%d seq=%d", doc_id, len(chunks), seq)
@@ -486,7 +499,7 @@ class KnowledgeBase:
             if seq is not None:
                 with indexes.rw.write():
                     self._remove_from_indexes(indexes, chunk_ids)
-                self._persist(indexes, seq)
+                self._after_write(indexes, seq)
         (self.files_dir / doc_id).unlink(missing_ok=True)
         log.info("document deleted doc_id=%s chunks=%d", doc_id, len(chunk_ids))
         return doc
@@ -810,6 +823,23 @@ class KnowledgeBase:
         if indexes.vectors is not None:
             indexes.vectors.remove(ids)
         indexes.sparse.remove(ids)
+
+    def _after_write(self, indexes: CollectionIndexes, seq: int) -> None:
+        """Save now (autoflush) or remember that ``seq`` still needs saving."""
+        if self.autoflush:
+            self._persist(indexes, seq)
+        else:
+            indexes.pending_seq = max(indexes.pending_seq, seq)
+
+    def flush(self) -> None:
+        """Save every collection's indexes that have unsaved changes."""
+        with self._indexes_lock:
+            loaded = list(self._indexes.values())
+        for indexes in loaded:
+            if indexes.pending_seq:
+                with indexes.writer, self.writer_lock.hold():
+                    self._persist(indexes, indexes.pending_seq)
+                    indexes.pending_seq = 0
 
     def _max_seq(self) -> int:
         with self.sessions() as session:

@@ -109,51 +109,16 @@ class HybridRetriever:
         top_k = top_k or self.settings.top_k
         if not 1 <= top_k <= 1000:
             raise InvalidInput(f"top_k must be between 1 and 1000, got {top_k}")
-        candidates = max(candidates or self.settings.candidates, top_k)
-        where = where or RetrievalFilter()
-        timings: dict[str, float] = {}
-        collection_ids = self.kb.collection_ids(list(where.collections) or None)
-        t0 = time.perf_counter()
-        allowed = {
-            cid: self.kb.allowed_chunk_ids(cid, where.document_ids or None, where.pages)
-            for cid in collection_ids
-        }
-        timings["filter"] = time.perf_counter() - t0
-
-        dense: list[ScoredId] = []
-        sparse: list[ScoredId] = []
-        if mode in ("hybrid", "dense"):
-            t0 = time.perf_counter()
-            vector = query_vector if query_vector is not None else self.embedder.embed_query(query)
-            timings["embed"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            dense = _merge(
-                [self.kb.search_dense(cid, vector, candidates, allowed[cid]) for cid in collection_ids],
-                candidates,
-            )
-            timings["dense"] = time.perf_counter() - t0
-        if mode in ("hybrid", "sparse"):
-            t0 = time.perf_counter()
-            text = sparse_query if sparse_query is not None else query
-            sparse = _merge(
-                [self.kb.search_sparse(cid, text, candidates, allowed[cid]) for cid in collection_ids],
-                candidates,
-            )
-            timings["sparse"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        fused = fuse_hits(
-            dense,
-            sparse,
-            method=fusion or self.settings.fusion,
-            rrf_k=self.settings.rrf_k,
-            dense_weight=self.settings.dense_weight,
+        fused, best_dense, best_sparse, timings = self.candidates(
+            query,
+            sparse_query=sparse_query,
+            where=where,
+            mode=mode,
+            candidates=max(candidates or self.settings.candidates, top_k),
+            fusion=fusion,
+            query_vector=query_vector,
         )
-        timings["fusion"] = time.perf_counter() - t0
-        best_dense = dense[0].score if dense else 0.0
-        best_sparse = sparse[0].score if sparse else 0.0
         relevant = self._clears_threshold(mode, best_dense, best_sparse)
-
         t0 = time.perf_counter()
         hits = self._to_hits(fused, top_k if self.reranker is None else max(
             top_k, self.settings.rerank_candidates))
@@ -169,6 +134,66 @@ class HybridRetriever:
             best_sparse=best_sparse,
             timings=timings,
         )
+
+    def candidates(
+        self,
+        query: str,
+        *,
+        sparse_query: str | None = None,
+        where: RetrievalFilter | None = None,
+        mode: Mode = "hybrid",
+        candidates: int | None = None,
+        fusion: str | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> tuple[list[FusedCandidate], float, float, dict[str, float]]:
+        """Fused candidates (chunk ids only, no row lookups), best dense/sparse scores, timings.
+
+        Evaluation uses this directly; :meth:`retrieve` adds the chunk rows.
+        """
+        if mode not in ("hybrid", "dense", "sparse"):
+            raise InvalidInput(f"mode must be hybrid, dense or sparse, got {mode!r}")
+        candidates = candidates or self.settings.candidates
+        where = where or RetrievalFilter()
+        timings: dict[str, float] = {}
+        collection_ids = self.kb.collection_ids(list(where.collections) or None)
+        t0 = time.perf_counter()
+        allowed = {
+            cid: self.kb.allowed_chunk_ids(cid, where.document_ids or None, where.pages)
+            for cid in collection_ids
+        }
+        timings["filter"] = time.perf_counter() - t0
+        dense: list[ScoredId] = []
+        sparse: list[ScoredId] = []
+        if mode in ("hybrid", "dense"):
+            t0 = time.perf_counter()
+            vector = query_vector if query_vector is not None else self.embedder.embed_query(query)
+            timings["embed"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            dense = _merge(
+                [self.kb.search_dense(c, vector, candidates, allowed[c]) for c in collection_ids],
+                candidates,
+            )
+            timings["dense"] = time.perf_counter() - t0
+        if mode in ("hybrid", "sparse"):
+            t0 = time.perf_counter()
+            text = sparse_query if sparse_query is not None else query
+            sparse = _merge(
+                [self.kb.search_sparse(c, text, candidates, allowed[c]) for c in collection_ids],
+                candidates,
+            )
+            timings["sparse"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fused = fuse_hits(
+            dense,
+            sparse,
+            method=fusion or self.settings.fusion,
+            rrf_k=self.settings.rrf_k,
+            dense_weight=self.settings.dense_weight,
+        )
+        timings["fusion"] = time.perf_counter() - t0
+        best_dense = dense[0].score if dense else 0.0
+        best_sparse = sparse[0].score if sparse else 0.0
+        return fused, best_dense, best_sparse, timings
 
     def _clears_threshold(self, mode: Mode, best_dense: float, best_sparse: float) -> bool:
         """Calibrated 'not found': some candidate must look relevant to some retriever."""

@@ -1,0 +1,126 @@
+"""The FastAPI application factory: ``create_app(settings)`` builds everything it uses.
+
+Run it with ``uvicorn --factory api.app:create_app`` (settings from the
+environment) or pass settings explicitly (tests, embedding in other code).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.chat_store import ChatStore
+from api.errors import install_error_handlers
+from api.metrics import Metrics, MetricsMiddleware
+from api.routers import AppState, ask, chat, collections, documents, jobs, openai_compat, ops
+from api.security import ApiKeyMiddleware, BodySizeLimitMiddleware, RateLimitMiddleware
+from api.worker import IngestWorker
+from ingest.service import IngestService
+from rag.services import build_services
+from rag.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """\
+Upload PDFs, text, Markdown or HTML; ask questions; get answers that cite
+documents and pages. Errors have one shape:
+`{"error": {"code", "message", "details"}}`. When API keys are configured,
+send `Authorization: Bearer <key>` (every route but `/healthz` and the web page).
+"""
+
+
+def build_state(settings: Settings) -> AppState:
+    """Wire services, the ingest worker and the chat store; recover interrupted jobs.
+
+    Start-up recovery runs here rather than in ``build_services`` so that jobs
+    that can be resumed keep their documents pending instead of failed.
+    """
+    services = build_services(settings, recover=False)
+    kb = services.kb
+    for info in kb.list_collections():
+        kb.collection_size(info.id)  # load indexes now: replays the journal after a crash
+    worker = IngestWorker(
+        kb,
+        IngestService(kb, services.embedder, settings.ingest),
+        settings.data_dir / "uploads",
+    )
+    worker.recover()
+    worker.start()
+    return AppState(
+        services=services,
+        worker=worker,
+        chats=ChatStore(kb.sessions),
+        metrics=Metrics(kb),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application and everything it owns.
+
+    Args:
+        settings: All settings (default: :func:`rag.settings.load_settings`).
+
+    Returns:
+        The app; its lifespan stops the ingest worker and closes the database.
+    """
+    settings = settings or load_settings()
+    state = build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.worker.start()
+        try:
+            yield
+        finally:
+            state.worker.stop()
+            state.services.close()
+
+    app = FastAPI(
+        title="RAG knowledge base",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.rag = state
+    install_error_handlers(app)
+    for module in (ops, collections, documents, jobs, ask, chat, openai_compat):
+        app.include_router(module.router)
+    _mount_web_page(app)
+
+    api = settings.api
+    # Added innermost first: CORS ends up outermost so even 401/413/429 carry its headers.
+    app.add_middleware(RateLimitMiddleware, per_minute=api.rate_limit_per_minute)
+    app.add_middleware(ApiKeyMiddleware, api_keys=api.api_keys)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(api.max_request_mb * 2**20))
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    if api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=api.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
+    return app
+
+
+def _mount_web_page(app: FastAPI) -> None:
+    """Serve the single-page web UI at ``/`` and its assets at ``/static`` when present."""
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return
+
+    @app.get("/", include_in_schema=False)
+    async def web_page() -> FileResponse:
+        return FileResponse(index, media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,81 @@
+"""Multi-turn chat: sessions stored in SQL, follow-ups answered with their history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from api.routers import State
+from api.routers.ask import _SSE_DOC, answer_events, wants_stream
+from api.schemas import ERROR_RESPONSES, ChatDeleted, ChatHistory, ChatRequest, ChatResponse
+from rag.db.models import new_id
+from rag.types import Answer
+
+router = APIRouter(tags=["chat"], responses=ERROR_RESPONSES)
+
+
+def _reply(session_id: str, answer: Answer) -> dict[str, Any]:
+    data = answer.to_dict()
+    return {
+        "session_id": session_id,
+        "answer": data["answer"],
+        "citations": data["citations"],
+        "flags": data["flags"],
+        "timings": data["timings"],
+    }
+
+
+@router.post("/chat", response_model=ChatResponse, responses={200: _SSE_DOC})
+async def chat(body: ChatRequest, request: Request, state: State) -> Any:
+    """Send a message; a new session starts when ``session_id`` is absent."""
+    chats = state.chats
+
+    def prepare() -> tuple[str, list, list[str]]:
+        if body.session_id is None:
+            return new_id(), [], list(body.collections or [])
+        stored = chats.collections(body.session_id)
+        collections = list(body.collections) if body.collections is not None else stored
+        return body.session_id, chats.history(body.session_id), collections
+
+    session_id, history, collections = await run_in_threadpool(prepare)
+    new_session = body.session_id is None
+    kwargs: dict[str, Any] = {
+        "history": tuple(history),
+        "collections": tuple(collections),
+        "document_ids": tuple(body.document_ids),
+        "generator": body.generator,
+    }
+
+    def store(answer: Answer) -> dict[str, Any]:
+        reply = _reply(session_id, answer)
+        chats.append_exchange(
+            session_id,
+            body.message,
+            reply["answer"],
+            reply["citations"],
+            reply["flags"],
+            collections=collections if new_session else None,
+        )
+        return reply
+
+    pipeline = state.pipeline
+    if wants_stream(request, body.stream):
+        return await answer_events(lambda: pipeline.stream(body.message, **kwargs), store)
+    answer = await run_in_threadpool(lambda: pipeline.ask(body.message, **kwargs))
+    return await run_in_threadpool(store, answer)
+
+
+@router.get("/chat/{session_id}", response_model=ChatHistory)
+async def chat_history(session_id: str, state: State) -> dict:
+    """The session's messages with the citations given, oldest first."""
+    messages = await run_in_threadpool(state.chats.messages, session_id)
+    return {"session_id": session_id, "messages": messages}
+
+
+@router.delete("/chat/{session_id}", response_model=ChatDeleted)
+async def delete_chat(session_id: str, state: State) -> dict:
+    """Delete a session and its messages."""
+    await run_in_threadpool(state.chats.delete, session_id)
+    return {"deleted": session_id}

@@ -1,0 +1,44 @@
+"""Collections: list, create, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.routers import State
+from api.schemas import (
+    ERROR_RESPONSES,
+    CollectionCreate,
+    CollectionDeleted,
+    CollectionList,
+    CollectionOut,
+    ErrorResponse,
+)
+
+router = APIRouter(tags=["collections"], responses=ERROR_RESPONSES)
+
+
+@router.get("/collections", response_model=CollectionList)
+async def list_collections(state: State) -> dict:
+    """All collections with their document and chunk counts."""
+    infos = await run_in_threadpool(state.services.kb.list_collections)
+    return {"collections": [info.to_dict() for info in infos]}
+
+
+@router.post(
+    "/collections",
+    status_code=201,
+    response_model=CollectionOut,
+    responses={409: {"model": ErrorResponse, "description": "Collection exists"}},
+)
+async def create_collection(body: CollectionCreate, state: State) -> dict:
+    """Create an empty collection."""
+    info = await run_in_threadpool(state.services.kb.create_collection, body.name)
+    return info.to_dict()
+
+
+@router.delete("/collections/{name}", response_model=CollectionDeleted)
+async def delete_collection(name: str, state: State) -> dict:
+    """Delete a collection with its documents, chunks and index files."""
+    count = await run_in_threadpool(state.services.kb.delete_collection, name)
+    return {"deleted": name, "documents": count}

@@ -1,0 +1,121 @@
+"""Documents: upload (queued ingestion), list, inspect, download, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from api.routers import State
+from api.schemas import (
+    ERROR_RESPONSES,
+    ChunkList,
+    DocumentDeleted,
+    DocumentList,
+    DocumentOut,
+    ErrorResponse,
+    UploadAccepted,
+)
+from api.worker import UploadedFile
+
+router = APIRouter(tags=["documents"], responses=ERROR_RESPONSES)
+
+DocumentStatusName = Annotated[
+    str | None,
+    Query(pattern="^(pending|processing|ready|failed)$", description="Filter by status."),
+]
+
+
+@router.post(
+    "/documents",
+    status_code=202,
+    response_model=UploadAccepted,
+    responses={
+        413: {"model": ErrorResponse, "description": "A file is over the size limit"},
+        415: {"model": ErrorResponse, "description": "A file is not PDF, text, Markdown or HTML"},
+    },
+)
+async def upload_documents(
+    state: State,
+    files: Annotated[list[UploadFile], File(description="One or more files (repeat the field).")],
+    collection: Annotated[str | None, Form(description="Target collection.")] = None,
+    password: Annotated[str | None, Form(description="Password of encrypted PDFs.")] = None,
+    replace: Annotated[
+        bool | None, Form(description="Replace older versions with the same file name.")
+    ] = None,
+) -> dict:
+    """Validate the files and queue their ingestion; poll ``GET /jobs/{job_id}``.
+
+    Every file is checked (size, type, emptiness) before anything is queued: if
+    one is refused, the response is that file's error and no job is created.
+    """
+    uploads = [UploadedFile(f.filename or "", await f.read()) for f in files]
+    jobs = await run_in_threadpool(
+        state.worker.accept, uploads, collection or None, password=password or None, replace=replace
+    )
+    return {"jobs": jobs}
+
+
+@router.get("/documents", response_model=DocumentList)
+async def list_documents(
+    state: State,
+    collection: Annotated[str | None, Query(description="Only this collection.")] = None,
+    status: DocumentStatusName = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict:
+    """Documents, newest first, with the total matching count."""
+    docs, total = await run_in_threadpool(
+        lambda: state.services.kb.list_documents(collection, status, offset=offset, limit=limit)
+    )
+    return {"documents": [d.to_dict() for d in docs], "total": total}
+
+
+@router.get("/documents/{doc_id}", response_model=DocumentOut)
+async def get_document(doc_id: str, state: State) -> dict:
+    """Metadata of one document."""
+    return (await run_in_threadpool(state.services.kb.get_document, doc_id)).to_dict()
+
+
+@router.get("/documents/{doc_id}/chunks", response_model=ChunkList)
+async def document_chunks(
+    state: State,
+    doc_id: str,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
+    """A document's chunks in order, with the total count."""
+    kb = state.services.kb
+
+    def read() -> tuple[list, int]:
+        doc = kb.get_document(doc_id)
+        return kb.document_chunks(doc_id, offset=offset, limit=limit), doc.chunks
+
+    chunks, total = await run_in_threadpool(read)
+    return {"chunks": [c.to_dict() for c in chunks], "total": total}
+
+
+@router.get(
+    "/documents/{doc_id}/file",
+    response_class=FileResponse,
+    responses={200: {"description": "The original bytes", "content": {"application/pdf": {}}}},
+)
+async def document_file(doc_id: str, state: State) -> FileResponse:
+    """The original file, with its media type and name."""
+    kb = state.services.kb
+    doc = await run_in_threadpool(kb.get_document, doc_id)
+    path = await run_in_threadpool(kb.document_file, doc_id)
+    return FileResponse(
+        path,
+        media_type=doc.media_type or "application/octet-stream",
+        filename=doc.filename,
+    )
+
+
+@router.delete("/documents/{doc_id}", response_model=DocumentDeleted)
+async def delete_document(doc_id: str, state: State) -> dict:
+    """Delete a document from the database and both indexes."""
+    doc = await run_in_threadpool(state.services.kb.delete_document, doc_id)
+    return {"deleted": doc.id}

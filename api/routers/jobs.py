@@ -1,0 +1,17 @@
+"""Ingest job progress."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.routers import State
+from api.schemas import ERROR_RESPONSES, JobOut
+
+router = APIRouter(tags=["documents"], responses=ERROR_RESPONSES)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+async def get_job(job_id: str, state: State) -> dict:
+    """Status and progress of one ingest job."""
+    return await run_in_threadpool(state.worker.get, job_id)

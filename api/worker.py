@@ -1,0 +1,381 @@
+"""Uploads become ingest jobs, processed one at a time by a background thread.
+
+An upload is validated (size, type, emptiness) before anything is queued; its
+bytes are kept under ``data_dir/uploads/<job_id>`` (never under the client's
+file name) until the job ends, so a restarted server can resume it. Progress
+goes to the job's row, which ``GET /jobs/{id}`` reads.
+
+On start, jobs a previous process left ``queued`` or ``running`` are queued
+again when their upload file still exists, and failed with the reason when it
+does not, so nothing stays in progress forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ingest.service import IngestOutcome, IngestProgress, IngestService
+from ingest.sniff import sniff_media_type
+from rag.db.models import Document, DocumentStatus, IngestJob, JobStatus, new_id
+from rag.errors import DocumentNotFound, JobNotFound, RagError
+from rag.index.atomic import atomic_write_bytes
+from rag.knowledge_base import KnowledgeBase, file_sha256, validate_collection_name
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted"
+_ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file of an upload: the client's name (display only) and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+def job_to_dict(job: IngestJob) -> dict[str, Any]:
+    """The API shape of a job row."""
+    return {
+        "id": job.id,
+        "status": job.status,
+        "filename": job.filename,
+        "collection": job.collection,
+        "document_id": job.document_id,
+        "pages_parsed": job.pages_parsed,
+        "chunks_total": job.chunks_total,
+        "chunks_embedded": job.chunks_embedded,
+        "error": job.error,
+        "error_code": job.error_code,
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
+def display_name(filename: str | None) -> str:
+    """The client's file name reduced to its last component (never used as a path)."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or "unnamed"
+
+
+class IngestWorker:
+    """Accepts uploads, runs their ingestion in a background thread, reports progress.
+
+    Args:
+        kb: The knowledge base.
+        ingest: The ingestion service (one writer per collection is guaranteed by the core).
+        uploads_dir: Where upload bytes wait until their job ends.
+    """
+
+    def __init__(self, kb: KnowledgeBase, ingest: IngestService, uploads_dir: Path) -> None:
+        self.kb = kb
+        self.ingest = ingest
+        self.uploads_dir = uploads_dir
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        # Passwords stay in memory only: they are never written to disk.
+        self._passwords: dict[str, str] = {}
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # ------------------------------------------------------------- lifecycle
+    def recover(self) -> tuple[list[str], list[str]]:
+        """Queue again or fail the jobs a previous process left unfinished.
+
+        Returns:
+            (ids of re-queued jobs, ids of failed jobs). Both empty when another
+            process is ingesting into the same data folder (its jobs are alive).
+        """
+        if not self.kb.ingest_lock.try_exclusive():
+            log.info("another process is ingesting; not recovering jobs")
+            return [], []
+        requeued: list[str] = []
+        failed: list[str] = []
+        keep_docs: list[str] = []
+        try:
+            with self.kb.sessions.begin() as session:
+                jobs = session.scalars(
+                    select(IngestJob)
+                    .where(IngestJob.status.in_(_ACTIVE))
+                    .order_by(IngestJob.created_at)
+                ).all()
+                for job in jobs:
+                    reason = self._resume_blocker(session, job)
+                    if reason is None:
+                        job.status = JobStatus.QUEUED.value
+                        requeued.append(job.id)
+                        if job.document_id:
+                            keep_docs.append(job.document_id)
+                            doc = session.get(Document, job.document_id)
+                            if doc is not None:
+                                doc.status = DocumentStatus.PENDING.value
+                    else:
+                        job.status = JobStatus.FAILED.value
+                        job.error = reason
+                        job.error_code = INTERRUPTED
+                        failed.append(job.id)
+                        doc = session.get(Document, job.document_id) if job.document_id else None
+                        if doc is not None and doc.status != DocumentStatus.READY.value:
+                            doc.status = DocumentStatus.FAILED.value
+                            doc.error = reason
+                        if job.upload_path:
+                            Path(job.upload_path).unlink(missing_ok=True)
+            active = set(requeued)
+            for path in self.uploads_dir.iterdir():
+                if path.name not in active:
+                    path.unlink(missing_ok=True)  # bytes of a job that no longer exists
+        finally:
+            self.kb.ingest_lock.release()
+        # Documents left pending/processing without a job to resume are failed.
+        self.kb.fail_interrupted_documents(exclude=keep_docs)
+        for job_id in requeued:
+            self._queue.put(job_id)
+        if requeued or failed:
+            log.warning("jobs recovered requeued=%d failed=%d", len(requeued), len(failed))
+        return requeued, failed
+
+    def _resume_blocker(self, session: Any, job: IngestJob) -> str | None:
+        """Why an interrupted job cannot be resumed (None when it can)."""
+        if not job.upload_path or not Path(job.upload_path).is_file():
+            return "ingestion was interrupted and the uploaded bytes are gone; upload it again"
+        if job.document_id is None or session.get(Document, job.document_id) is None:
+            return "ingestion was interrupted and its document was deleted; upload the file again"
+        if (job.options or {}).get("has_password"):
+            return (
+                "ingestion was interrupted; passwords are not kept across restarts, so upload "
+                "the file again with its password"
+            )
+        return None
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+            self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """True while the worker thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current job and stop; queued jobs stay queued for the next start."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        # Holding ingest.lock shared tells other processes' start-up recovery
+        # that this server's pending documents are alive.
+        with self.kb.ingest_lock.hold(shared=True):
+            while True:
+                job_id = self._queue.get()
+                if job_id is None:
+                    return
+                try:
+                    self._process(job_id)
+                except Exception:  # noqa: BLE001 - the worker must survive any one job
+                    log.exception("ingest job crashed job_id=%s", job_id)
+                    self._finish(job_id, None, "internal error while ingesting", "internal_error")
+
+    # --------------------------------------------------------------- uploads
+    def accept(
+        self,
+        files: Sequence[UploadedFile],
+        collection: str | None,
+        *,
+        password: str | None = None,
+        replace: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """Validate every file, then queue them all (or none).
+
+        Returns:
+            One ``{"job_id", "document_id", "filename", "status"}`` per file.
+
+        Raises:
+            InvalidInput: No files or a bad collection name.
+            FileTooLarge, UnsupportedFileType, EmptyDocument: A file is refused
+                (a failed document row records it; nothing is queued).
+        """
+        from rag.errors import InvalidInput
+
+        if not files:
+            raise InvalidInput("no files: send one or more files in the multipart field 'files'")
+        name = collection or self.ingest.settings.default_collection
+        validate_collection_name(name)
+        self.kb.create_collection(name, exist_ok=True)
+        files = [UploadedFile(display_name(f.filename), f.data) for f in files]
+        for upload in files:
+            try:
+                self.ingest.check_size(len(upload.data), upload.filename)
+                sniff_media_type(upload.data, upload.filename)
+            except RagError as exc:
+                self._record_refused(upload, name, exc)
+                raise
+        return [self._enqueue(upload, name, password, replace) for upload in files]
+
+    def _record_refused(self, upload: UploadedFile, collection: str, exc: RagError) -> None:
+        doc = self.kb.begin_document(
+            collection,
+            upload.filename,
+            media_type="application/octet-stream",
+            size_bytes=len(upload.data),
+            sha256=file_sha256(upload.data),
+            status=DocumentStatus.FAILED.value,
+        )
+        self.kb.fail_document(doc.id, exc.message)
+        log.info("upload refused filename=%s code=%s", upload.filename, exc.code)
+
+    def _enqueue(
+        self, upload: UploadedFile, collection: str, password: str | None, replace: bool | None
+    ) -> dict[str, Any]:
+        job_id = new_id()
+        existing = self.kb.find_ready_by_sha(collection, file_sha256(upload.data))
+        if existing is not None:
+            with self.kb.sessions.begin() as session:
+                session.add(
+                    IngestJob(
+                        id=job_id,
+                        collection=collection,
+                        filename=upload.filename,
+                        document_id=existing.id,
+                        status=JobStatus.SUCCEEDED.value,
+                        pages_parsed=existing.pages,
+                        chunks_total=existing.chunks,
+                        chunks_embedded=existing.chunks,
+                        options={"existing": True},
+                    )
+                )
+            return self._ref(job_id, existing.id, upload.filename, JobStatus.SUCCEEDED.value)
+        doc = self.ingest.begin(upload.data, upload.filename, collection)
+        self.kb.update_document(doc.id, status=DocumentStatus.PENDING.value)
+        path = self.uploads_dir / job_id
+        atomic_write_bytes(path, upload.data)
+        with self.kb.sessions.begin() as session:
+            session.add(
+                IngestJob(
+                    id=job_id,
+                    collection=collection,
+                    filename=upload.filename,
+                    document_id=doc.id,
+                    status=JobStatus.QUEUED.value,
+                    upload_path=str(path),
+                    options={"replace": replace, "has_password": bool(password)},
+                )
+            )
+        if password:
+            self._passwords[job_id] = password
+        self.start()
+        self._queue.put(job_id)
+        log.info("job queued job_id=%s doc_id=%s", job_id, doc.id)
+        return self._ref(job_id, doc.id, upload.filename, JobStatus.QUEUED.value)
+
+    @staticmethod
+    def _ref(job_id: str, doc_id: str | None, filename: str, status: str) -> dict[str, Any]:
+        return {"job_id": job_id, "document_id": doc_id, "filename": filename, "status": status}
+
+    # ------------------------------------------------------------------ jobs
+    def get(self, job_id: str) -> dict[str, Any]:
+        """One job as a dict (JobNotFound if unknown)."""
+        with self.kb.sessions() as session:
+            job = session.get(IngestJob, job_id)
+            if job is None:
+                raise JobNotFound(f"no ingest job with id {job_id!r}")
+            return job_to_dict(job)
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        with self.kb.sessions.begin() as session:
+            job = session.get(IngestJob, job_id)
+            if job is not None:
+                for key, value in fields.items():
+                    setattr(job, key, value)
+
+    def _process(self, job_id: str) -> None:
+        with self.kb.sessions() as session:
+            job = session.get(IngestJob, job_id)
+            if job is None or job.status != JobStatus.QUEUED.value:
+                return
+            filename, collection = job.filename, job.collection
+            doc_id, upload_path = job.document_id, job.upload_path
+            options = dict(job.options or {})
+        password = self._passwords.pop(job_id, None)
+        path = Path(upload_path or "")
+        if not upload_path or not path.is_file():
+            self._finish(job_id, doc_id, "the uploaded bytes are gone; upload again", INTERRUPTED)
+            return
+        try:
+            self.kb.get_document(doc_id or "")
+        except DocumentNotFound:
+            self._finish(job_id, None, "the document was deleted before ingestion", "cancelled")
+            return
+        self._update(job_id, status=JobStatus.RUNNING.value)
+
+        def progress(p: IngestProgress) -> None:
+            self._update(
+                job_id,
+                pages_parsed=p.pages_parsed,
+                chunks_total=p.chunks_total,
+                chunks_embedded=p.chunks_embedded,
+            )
+
+        try:
+            outcome = self.ingest.ingest_bytes(
+                path.read_bytes(),
+                filename,
+                collection=collection,
+                password=password,
+                replace=options.get("replace"),
+                progress=progress,
+                document_id=doc_id,
+            )
+        except RagError as exc:  # e.g. the document was deleted mid-ingestion
+            self._finish(job_id, doc_id, exc.message, exc.code)
+            return
+        self._complete(job_id, outcome)
+
+    def _complete(self, job_id: str, outcome: IngestOutcome) -> None:
+        if outcome.ok:
+            self._update(
+                job_id,
+                status=JobStatus.SUCCEEDED.value,
+                document_id=outcome.document_id,
+                pages_parsed=outcome.pages,
+                chunks_total=outcome.chunks,
+                chunks_embedded=outcome.chunks,
+                error=None,
+                error_code=None,
+            )
+            self._drop_upload(job_id)
+            log.info("job succeeded job_id=%s doc_id=%s", job_id, outcome.document_id)
+        else:
+            self._finish(job_id, outcome.document_id, outcome.error or "", outcome.error_code)
+
+    def _finish(self, job_id: str, doc_id: str | None, error: str, code: str | None) -> None:
+        """Mark a job (and its unfinished document) failed and drop its bytes."""
+        self._update(job_id, status=JobStatus.FAILED.value, error=error, error_code=code)
+        if doc_id:
+            try:
+                doc = self.kb.get_document(doc_id)
+                if doc.status in (DocumentStatus.PENDING.value, DocumentStatus.PROCESSING.value):
+                    self.kb.fail_document(doc_id, error)
+            except DocumentNotFound:
+                pass
+        self._drop_upload(job_id)
+        log.info("job failed job_id=%s code=%s", job_id, code)
+
+    def _drop_upload(self, job_id: str) -> None:
+        (self.uploads_dir / job_id).unlink(missing_ok=True)

@@ -1,0 +1,160 @@
+"""Fixtures for API tests: fast settings, a TestClient, a live uvicorn server, upload helpers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from rag.settings import Settings, load_settings
+
+LOREM = "en_multicolumn_latex-lorem.pdf"
+ENCRYPTED = "encrypted_libreoffice-writer-password.pdf"
+EMPTY = "malformed_empty-0-bytes.pdf"
+SCANNED = "scanned_image-only_mineru-small-ocr.pdf"
+MULTILANG = "multilang_en-ar-ru-zh-th-ja.pdf"
+NICS = "en_table_nics-background-checks-2015-11.pdf"
+
+
+def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings with the hashing embedder and the extractive generator (seconds, no models)."""
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "embedding": {"model": "hashing:256"},
+        "generator": {"backend": "extractive"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return load_settings(**base)
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Factory of started TestClients over fresh apps (closed at teardown)."""
+    clients: list[TestClient] = []
+
+    def make(subdir: str = "data", raise_server_exceptions: bool = True, **overrides: Any):
+        app = create_app(fast_settings(tmp_path / subdir, **overrides))
+        client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    """A started TestClient over a fresh app with fast settings."""
+    return make_client()
+
+
+def upload(
+    client: Any, *paths: Path, data: dict[str, str] | None = None, names: list[str] | None = None
+) -> httpx.Response:
+    """POST /documents with the files (real bytes), optional form fields and file names."""
+    files = [
+        ("files", ((names[i] if names else p.name), p.read_bytes(), "application/octet-stream"))
+        for i, p in enumerate(paths)
+    ]
+    return client.post("/documents", files=files, data=data or {})
+
+
+def wait_job(client: Any, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll GET /jobs/{id} until it succeeds or fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
+        time.sleep(0.05)
+
+
+def ingest(client: Any, path: Path, **form: str) -> dict[str, Any]:
+    """Upload one file and wait for its job; returns the finished job."""
+    response = upload(client, path, data=form or None)
+    assert response.status_code == 202, response.text
+    return wait_job(client, response.json()["jobs"][0]["job_id"])
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response has the status and the standard error body with the code."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def parse_sse(text: str) -> list[tuple[str, str]]:
+    """(event, data) pairs of a server-sent event stream."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        if not block.strip():
+            continue
+        event, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        events.append((event, "\n".join(data)))
+    return events
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving an app in a thread on 127.0.0.1."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server over a fresh app with fast settings."""
+    with LiveServer(create_app(fast_settings(tmp_path / "live"))) as server:
+        yield server
