@@ -124,8 +124,10 @@ def build_eval_services(
         for start in range(0, len(ids), batch):
             part = ids[start : start + batch]
             files = [
-                (f"{doc_id}.txt", document_bytes(dataset.corpus[doc_id].title,
-                                                 dataset.corpus[doc_id].text))
+                (
+                    f"{doc_id}.txt",
+                    document_bytes(dataset.corpus[doc_id].title, dataset.corpus[doc_id].text),
+                )
                 for doc_id in part
             ]
             outcomes = service.ingest_many(files, collection=COLLECTION)
@@ -180,9 +182,7 @@ def run_modes(
         updates["dense_weight"] = dense_weight
     from rag.query.retrieval import HybridRetriever
 
-    retriever = HybridRetriever(
-        services.kb, services.embedder, settings.model_copy(update=updates)
-    )
+    retriever = HybridRetriever(services.kb, services.embedder, settings.model_copy(update=updates))
     qids = sorted(queries)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -270,8 +270,12 @@ def evaluate(
         "embedding_precision": settings.embedding.precision,
         "chunk_tokens": settings.ingest.chunk_tokens,
         "chunk_overlap": settings.ingest.chunk_overlap,
-        "bm25": {"k1": settings.index.bm25_k1, "b": settings.index.bm25_b,
-                 "idf": settings.index.bm25_idf, "stem": settings.index.bm25_stem},
+        "bm25": {
+            "k1": settings.index.bm25_k1,
+            "b": settings.index.bm25_b,
+            "idf": settings.index.bm25_idf,
+            "stem": settings.index.bm25_stem,
+        },
         "rrf_k": rrf_k if rrf_k is not None else r.rrf_k,
         "dense_weight": dense_weight if dense_weight is not None else r.dense_weight,
         "candidates_per_retriever": CHUNK_CANDIDATES,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -312,7 +312,10 @@ class IngestService:
             log.debug("parse warning doc_id=%s %s", document_id, warning)
         report(IngestProgress("chunking", pages_parsed=parsed.page_count))
         clean = clean_pages(parsed.pages)
-        chunks = self.chunker.chunk(clean) if clean.text.strip() else []
+        chunks = [
+            replace(chunk, page_breaks=clean.page_breaks(chunk.char_start, chunk.char_end))
+            for chunk in (self.chunker.chunk(clean) if clean.text.strip() else [])
+        ]
         if not chunks:
             raise EmptyDocument(f"{filename}: no extractable text after cleaning")
         return _Prepared(document_id, filename, media_type, parsed.page_count, chunks)

@@ -18,6 +18,7 @@ import numpy as np
 from rag.errors import ConfigError
 from rag.hardware import cpu_has_fast_bf16, usable_cores
 from rag.settings import EmbeddingSettings
+from rag.text.token_counter import HFTokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +48,6 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-class HFTokenCounter:
-    """Counts tokens with a Hugging Face fast tokenizer, without special tokens."""
-
-    def __init__(self, tokenizer) -> None:  # type: ignore[no-untyped-def]
-        self._tokenizer = tokenizer
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Token count of each text, in one batched call."""
-        if not texts:
-            return []
-        encoded = self._tokenizer(
-            list(texts), add_special_tokens=False, return_attention_mask=False, verbose=False
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character span of each token."""
-        encoded = self._tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
-        return [tuple(span) for span in encoded["offset_mapping"]]  # type: ignore[misc]
-
-
 class SentenceTransformerEmbedder:
     """Embeds texts into L2-normalised float32 vectors.
 
@@ -82,6 +60,7 @@ class SentenceTransformerEmbedder:
         self._settings = settings
         self._path = resolve_model_path(settings.model)
         self._model = None
+        self._token_counter: HFTokenCounter | None = None
         self._lock = threading.Lock()
         self.name = settings.model if settings.model != "bundled" else "all-MiniLM-L6-v2"
         self.threads = settings.threads or usable_cores()
@@ -124,7 +103,9 @@ class SentenceTransformerEmbedder:
     @property
     def token_counter(self) -> HFTokenCounter:
         """Counts tokens as this model sees them (chunk sizes are measured with it)."""
-        return HFTokenCounter(self.model.tokenizer)
+        if self._token_counter is None:
+            self._token_counter = HFTokenCounter(self.model.tokenizer)
+        return self._token_counter
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
@@ -193,8 +174,10 @@ class HashingEmbedder:
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (n, dimension) float32, unit rows."""
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros(
-            (0, self.dimension), dtype=np.float32
+        return (
+            np.stack([self._vector(t) for t in texts])
+            if texts
+            else np.zeros((0, self.dimension), dtype=np.float32)
         )
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -101,6 +101,7 @@ def _chunk_info(row: ChunkRow) -> ChunkInfo:
         char_start=row.char_start,
         char_end=row.char_end,
         token_count=row.token_count,
+        page_breaks=tuple(tuple(b) for b in (row.page_breaks or ())),  # type: ignore[misc]
     )
 
 
@@ -244,9 +245,7 @@ class KnowledgeBase:
                 ).all()
                 session.execute(delete(ChunkRow).where(ChunkRow.collection_id == info.id))
                 session.execute(delete(Document).where(Document.collection_id == info.id))
-                session.execute(
-                    delete(IndexJournal).where(IndexJournal.collection_id == info.id)
-                )
+                session.execute(delete(IndexJournal).where(IndexJournal.collection_id == info.id))
                 session.execute(delete(Collection).where(Collection.id == info.id))
             with indexes.rw.write():
                 with self._indexes_lock:
@@ -439,6 +438,7 @@ class KnowledgeBase:
                         char_start=chunk.char_start,
                         char_end=chunk.char_end,
                         token_count=chunk.token_count,
+                        page_breaks=[list(b) for b in chunk.page_breaks],
                         embedding=vectors[i].tobytes(),
                     )
                     for i, chunk in enumerate(chunks)
@@ -455,7 +455,9 @@ class KnowledgeBase:
                     session.execute(delete(Document).where(Document.id == old_id))
                 if removed_ids:
                     session.add(
-                        IndexJournal(collection_id=collection.id, op="remove", chunk_ids=removed_ids)
+                        IndexJournal(
+                            collection_id=collection.id, op="remove", chunk_ids=removed_ids
+                        )
                     )
                 entry = IndexJournal(collection_id=collection.id, op="add", chunk_ids=new_ids)
                 session.add(entry)
@@ -617,7 +619,10 @@ class KnowledgeBase:
                 seq = max(indexes.vectors_seq, indexes.sparse_seq, self._max_seq())
                 self._persist(indexes, seq)
                 log.warning(
-                    "repaired collection=%s added=%d removed=%d", info.name, len(missing), len(extra)
+                    "repaired collection=%s added=%d removed=%d",
+                    info.name,
+                    len(missing),
+                    len(extra),
                 )
         return self.check()
 
@@ -812,8 +817,11 @@ class KnowledgeBase:
             and indexes.vectors.kind == "flat"
             and len(indexes.vectors) > s.hnsw_threshold
         ):
-            log.info("switching to HNSW collection_id=%d size=%d", indexes.collection_id,
-                     len(indexes.vectors))
+            log.info(
+                "switching to HNSW collection_id=%d size=%d",
+                indexes.collection_id,
+                len(indexes.vectors),
+            )
             indexes.vectors = indexes.vectors.rebuild("hnsw")
 
     @staticmethod

@@ -116,9 +116,7 @@ class SparseIndex(Protocol):
         """Remove ids (unknown ids are ignored); returns how many were removed."""
         ...
 
-    def search(
-        self, query: str, k: int, allowed_ids: np.ndarray | None = None
-    ) -> list[ScoredId]:
+    def search(self, query: str, k: int, allowed_ids: np.ndarray | None = None) -> list[ScoredId]:
         """Top ``k`` by BM25 score (> 0 only), restricted to ``allowed_ids`` when given."""
         ...
 
@@ -150,8 +148,6 @@ class Generator(Protocol):
         """The whole completion."""
         ...
 
-    def stream(
-        self, messages: Sequence[dict[str, str]], *, max_new_tokens: int
-    ) -> Iterator[str]:
+    def stream(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> Iterator[str]:
         """The completion as text pieces, as they are produced."""
         ...

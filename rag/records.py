@@ -63,10 +63,13 @@ class ChunkInfo:
     char_start: int
     char_end: int
     token_count: int
+    page_breaks: tuple[tuple[int, int], ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
-        return asdict(self)
+        data = asdict(self)
+        data["page_breaks"] = [list(b) for b in self.page_breaks]
+        return data
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ class Services:
                 self._generators[name] = build_generator(self.settings, name)
             return self._generators[name]
 
+    def register_generator(self, name: str, generator: Any) -> None:
+        """Use ``generator`` for backend ``name`` (e.g. a preloaded model shared by tests)."""
+        with self._lock:
+            self._generators[name] = generator
+
     def retriever(self) -> Any:
         """A hybrid retriever over this knowledge base."""
         from rag.query.retrieval import HybridRetriever
@@ -95,10 +100,13 @@ def build_generator(settings: Settings, backend: str) -> Any:
             from rag.generation.transformers_generator import TransformersGenerator
         except ImportError as exc:  # pragma: no cover - dependency missing
             raise ConfigError(
-                f"transformers backend unavailable ({exc}); pip install transformers gguf accelerate"
+                f"transformers backend unavailable ({exc}); "
+                "pip install transformers gguf accelerate"
             ) from exc
         return TransformersGenerator(settings.generator, cache_dir=settings.data_dir / "models")
-    raise ConfigError(f"generator backend must be transformers, openai or extractive, got {backend!r}")
+    raise ConfigError(
+        f"generator backend must be transformers, openai or extractive, got {backend!r}"
+    )
 
 
 def build_services(settings: Settings, *, recover: bool = True) -> Services:

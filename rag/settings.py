@@ -237,6 +237,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments, then ``RAG_`` environment, then the TOML file (RAG_CONFIG_FILE)."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("RAG_CONFIG_FILE")
         if config_file:

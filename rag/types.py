@@ -52,6 +52,14 @@ class CleanText:
         i = bisect.bisect_right(self.page_starts, offset) - 1
         return self.page_numbers[max(i, 0)]
 
+    def page_breaks(self, start: int, end: int) -> tuple[tuple[int, int], ...]:
+        """Pages that begin inside ``(start, end)``: (offset relative to start, page number)."""
+        return tuple(
+            (offset - start, number)
+            for offset, number in zip(self.page_starts, self.page_numbers, strict=False)
+            if start < offset < end
+        )
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -69,6 +77,7 @@ class Chunk:
     page_end: int
     token_count: int
     overlap_chars: int = 0
+    page_breaks: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,15 @@ class Hit:
     sparse_score: float | None = None
     rerank_score: float | None = None
     injection_flagged: bool = False
+    page_breaks: tuple[tuple[int, int], ...] = ()
+
+    def page_at(self, offset: int) -> int:
+        """Page of the character at ``offset`` in this chunk's text."""
+        page = self.page_start
+        for start, number in self.page_breaks:
+            if start <= offset:
+                page = number
+        return page
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from rag.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,3 +57,39 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings with the hashing embedder and the extractive generator (seconds, no models)."""
+    base: dict[str, Any] = {
+        "data_dir": data_dir,
+        "embedding": {"model": "hashing:256"},
+        "generator": {"backend": "extractive"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return load_settings(**base)
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> Any:
+    """The bundled all-MiniLM-L6-v2 embedder, loaded once per test session."""
+    from rag.embedding import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder(load_settings().embedding)
+    embedder.embed_query("warm up")
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def real_generator(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The bundled SmolLM2-135M-Instruct generator, loaded once per test session."""
+    from rag.generation.transformers_generator import TransformersGenerator
+
+    cache = tmp_path_factory.mktemp("models")
+    generator = TransformersGenerator(load_settings().generator, cache_dir=cache)
+    generator.load()
+    return generator

@@ -31,8 +31,10 @@ def collect_files(paths: list[Path], recursive: bool) -> list[Path]:
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             files += sorted(
-                p for p in path.glob(pattern)
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                p
+                for p in path.glob(pattern)
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
@@ -49,7 +51,9 @@ def ingest(
     collection: Annotated[
         str | None, typer.Option("--collection", "-c", help="Target collection.")
     ] = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Recurse into folders.")] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Recurse into folders.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     password: Annotated[
         str | None, typer.Option("--password", help="Password for encrypted PDFs.")

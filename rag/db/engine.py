@@ -21,7 +21,9 @@ def make_engine(url: str) -> Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {},
+        connect_args={"check_same_thread": False, "timeout": 30}
+        if url.startswith("sqlite")
+        else {},
     )
     if url.startswith("sqlite"):
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import InvalidInput
+from rag.query.citations import cited_page, evidence_for
 from rag.query.prompt import build_messages
 from rag.query.retrieval import RetrievalFilter, RetrievalResult
 from rag.query.rules_post import build_answer_rules, cited_numbers, redact_text, run_answer_rules
@@ -142,10 +143,9 @@ class AnswerPipeline:
             t0 = time.perf_counter()
             pieces: list[str] = []
             if _emit:
-                for piece in self._streamed(
+                yield from self._streamed(
                     gen.stream(prepared.messages, max_new_tokens=new_tokens), pieces, timings, t0
-                ):
-                    yield piece
+                )
             else:
                 pieces.append(gen.generate(prepared.messages, max_new_tokens=new_tokens))
             timings["generation"] = time.perf_counter() - t0
@@ -163,7 +163,7 @@ class AnswerPipeline:
         yield Answer(
             question=prepared.question,
             answer=draft_text,
-            citations=self._citations(draft_text, prepared.sources, flags),
+            citations=self._citations(draft_text, prepared.sources, flags, prepared.question),
             flags=flags,
             timings=timings,
             retrieval_query=prepared.retrieval_query,
@@ -240,7 +240,10 @@ class AnswerPipeline:
         )
         timings["prompt"] = time.perf_counter() - t0
         return _Prepared(
-            sources=plan.used_sources, flags=flags, messages=plan.messages, **common  # type: ignore[arg-type]
+            sources=plan.used_sources,
+            flags=flags,
+            messages=plan.messages,
+            **common,  # type: ignore[arg-type]
         )
 
     def _screen(self, hits: Sequence[Hit]) -> tuple[Hit, ...]:
@@ -282,7 +285,7 @@ class AnswerPipeline:
         return text
 
     def _citations(
-        self, text: str, sources: Sequence[Hit], flags: AnswerFlags
+        self, text: str, sources: Sequence[Hit], flags: AnswerFlags, question: str
     ) -> tuple[Citation, ...]:
         """Citations for the sources the answer cites (all shown sources if it cites none)."""
         if flags.not_found or not sources:
@@ -298,7 +301,7 @@ class AnswerPipeline:
                     number=n,
                     document_id=hit.document_id,
                     filename=hit.filename,
-                    page=hit.page_start,
+                    page=cited_page(hit, evidence_for(text, n, question)),
                     chunk_id=hit.chunk_id,
                     snippet=hit.text[:SNIPPET_CHARS],
                     score=hit.score,

@@ -120,8 +120,9 @@ class HybridRetriever:
         )
         relevant = self._clears_threshold(mode, best_dense, best_sparse)
         t0 = time.perf_counter()
-        hits = self._to_hits(fused, top_k if self.reranker is None else max(
-            top_k, self.settings.rerank_candidates))
+        hits = self._to_hits(
+            fused, top_k if self.reranker is None else max(top_k, self.settings.rerank_candidates)
+        )
         timings["fetch"] = time.perf_counter() - t0
         if self.reranker is not None and hits:
             t0 = time.perf_counter()
@@ -228,6 +229,7 @@ class HybridRetriever:
                         text=chunk.text,
                         page_start=chunk.page_start,
                         page_end=chunk.page_end,
+                        page_breaks=chunk.page_breaks,
                         score=cand.score,
                         dense_rank=cand.dense_rank,
                         sparse_rank=cand.sparse_rank,
@@ -263,6 +265,7 @@ class HybridRetriever:
                         text=chunk.text,
                         page_start=chunk.page_start,
                         page_end=chunk.page_end,
+                        page_breaks=chunk.page_breaks,
                         score=hit.score * 0.99,
                         dense_rank=None,
                         sparse_rank=None,

@@ -32,8 +32,9 @@ ENGLISH_STOP_WORDS = frozenset(
     some other s t just don now""".split()
 )
 CHINESE_STOP_WORDS = frozenset(
-    """的 了 和 是 在 就 都 而 及 与 着 或 一个 没有 我们 你们 他们 她们 它们 这 那 之 也 于 以 被 把
-    让 给 对 从 并 等 吗 呢 吧 啊 呀 么 其 此 该 各 为 所 由 向 个 中 上 下 这个 那个 什么 怎么 如何
+    """的 了 和 是 在 就 都 而 及 与 着 或 一个 没有 我们 你们 他们 她们 它们 这 那 之
+    也 于 以 被 把 让 给 对 从 并 等 吗 呢 吧 啊 呀 么 其 此 该 各 为 所 由 向
+    个 中 上 下 这个 那个 什么 怎么 如何
     哪些 哪个 请问 请 是否 有 有没有""".split()
 )
 _jieba_lock = threading.Lock()

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from rag.settings import Settings, load_settings
+from tests.conftest import fast_settings
 
 LOREM = "en_multicolumn_latex-lorem.pdf"
 ENCRYPTED = "encrypted_libreoffice-writer-password.pdf"
@@ -24,21 +24,6 @@ EMPTY = "malformed_empty-0-bytes.pdf"
 SCANNED = "scanned_image-only_mineru-small-ocr.pdf"
 MULTILANG = "multilang_en-ar-ru-zh-th-ja.pdf"
 NICS = "en_table_nics-background-checks-2015-11.pdf"
-
-
-def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings with the hashing embedder and the extractive generator (seconds, no models)."""
-    base: dict[str, Any] = {
-        "data_dir": data_dir,
-        "embedding": {"model": "hashing:256"},
-        "generator": {"backend": "extractive"},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return load_settings(**base)
 
 
 @pytest.fixture

@@ -1,0 +1,94 @@
+"""Parsers behind the ``Parser`` protocol, chosen by sniffing the file's bytes.
+
+``parse_bytes`` is the one entry point ingestion needs: size check, sniffing,
+parser choice and parsing, each failing with an error that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ingest.parsers.html import HtmlParser
+from ingest.parsers.pdf import PdfParser
+from ingest.parsers.text import MarkdownParser, TextParser
+from ingest.sniff import HTML, MARKDOWN, PDF, TEXT, sniff_media_type, unsupported
+from rag.errors import FileTooLarge, InvalidInput
+from rag.protocols import Parser
+from rag.types import ParsedDocument
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HtmlParser",
+    "MarkdownParser",
+    "PdfParser",
+    "TextParser",
+    "get_parser",
+    "parse_bytes",
+]
+
+_MIB = 1024 * 1024
+_PARSERS: dict[str, type[Parser]] = {
+    PDF: PdfParser,
+    TEXT: TextParser,
+    MARKDOWN: MarkdownParser,
+    HTML: HtmlParser,
+}
+
+
+def get_parser(media_type: str) -> Parser:
+    """A parser for ``media_type`` (as returned by ``sniff_media_type``).
+
+    Raises:
+        UnsupportedFileType: no parser handles that media type.
+    """
+    try:
+        parser_class = _PARSERS[media_type]
+    except KeyError:
+        raise unsupported(media_type, None) from None
+    return parser_class()
+
+
+def parse_bytes(
+    data: bytes,
+    filename: str | None = None,
+    password: str | None = None,
+    max_bytes: int | None = None,
+) -> ParsedDocument:
+    """Sniff, choose a parser and parse one file.
+
+    Args:
+        data: The file's bytes.
+        filename: The original name (a hint for Markdown vs text; in messages).
+        password: The PDF open password, if the user gave one.
+        max_bytes: Reject larger files; None for no limit.
+
+    Returns:
+        The parsed pages, numbered from 1.
+
+    Raises:
+        FileTooLarge: ``data`` is longer than ``max_bytes``.
+        EmptyDocument: the file is empty or has no extractable text.
+        UnsupportedFileType: the bytes are not PDF, text, Markdown or HTML.
+        EncryptedDocument: a password is needed or wrong.
+        ParseError: the file is damaged.
+    """
+    if max_bytes is not None:
+        if max_bytes <= 0:
+            raise InvalidInput(f"max_bytes must be > 0, got {max_bytes}")
+        if len(data) > max_bytes:
+            raise FileTooLarge(
+                f"file is {len(data) / _MIB:.1f} MiB, over the {max_bytes / _MIB:.1f} MiB limit: "
+                "split it, or raise the limit with RAG_INGEST__MAX_FILE_MB",
+                details={"filename": filename, "bytes": len(data), "max_bytes": max_bytes},
+            )
+    media_type = sniff_media_type(data, filename)
+    document = get_parser(media_type).parse(data, password=password)
+    logger.info(
+        "parsed filename=%s media_type=%s pages=%d warnings=%d",
+        filename,
+        media_type,
+        document.page_count,
+        len(document.warnings),
+    )
+    return document

@@ -1,0 +1,39 @@
+"""Which page a citation points to.
+
+A chunk can straddle a page break; the citation then names the page of the
+chunk's sentence that best matches the answer sentences citing it (or the
+question), so "see page 7" lands on the page that holds the words.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rag.text.sentences import split_sentences
+from rag.text.terms import term_set
+from rag.types import Hit
+
+_MARKER = r"[\[【［]\s*(?:\d{1,3}\s*[,，、;；\-–]\s*)*{n}(?:\s*[,，、;；\-–]\s*\d{1,3})*\s*[\]】］]"
+
+
+def evidence_for(answer: str, number: int, question: str) -> str:
+    """The answer sentences that cite ``[number]``, else the question."""
+    marker = re.compile(_MARKER.replace("{n}", str(number)))
+    citing = [answer[a:b] for a, b in split_sentences(answer) if marker.search(answer[a:b])]
+    return " ".join(citing) or question
+
+
+def cited_page(hit: Hit, evidence: str) -> int:
+    """Page of the sentence of ``hit`` that shares the most terms with ``evidence``."""
+    if not hit.page_breaks:
+        return hit.page_start
+    wanted = term_set(evidence)
+    best_offset, best_score = 0, 0.0
+    for start, end in split_sentences(hit.text):
+        terms = term_set(hit.text[start:end])
+        if not terms:
+            continue
+        score = len(terms & wanted) / len(terms) ** 0.5
+        if score > best_score:
+            best_offset, best_score = start, score
+    return hit.page_at(best_offset)

@@ -1,0 +1,125 @@
+"""The `rag` command contract: flags, --json shapes and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli.main import app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_EMBEDDING__MODEL": "hashing:256",
+        "RAG_GENERATOR__BACKEND": "extractive",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout
+
+
+def test_ingest_json_and_exit_codes(env, pdfs_dir: Path, tmp_path: Path) -> None:
+    good = pdfs_dir / "en_multicolumn_latex-lorem.pdf"
+    code, out = run(env, "ingest", str(good), "--json")
+    assert code == 0
+    data = json.loads(out)
+    (doc,) = data["documents"]
+    assert {"id", "filename", "status", "pages", "chunks", "error"} <= set(doc)
+    assert doc["status"] == "ready" and doc["pages"] == 3 and doc["chunks"] >= 1
+
+    code, out = run(env, "ingest", str(good), "--json")  # already present → still 0
+    assert code == 0 and json.loads(out)["documents"][0]["action"] == "existing"
+
+    bad = pdfs_dir / "malformed_empty-0-bytes.pdf"
+    code, out = run(env, "ingest", str(good), str(bad), "--json")
+    assert code == 1
+    docs = json.loads(out)["documents"]
+    assert [d["status"] for d in docs] == ["ready", "failed"] and docs[1]["error"]
+
+    code, _ = run(env, "ingest", str(tmp_path / "missing.pdf"))
+    assert code == 2
+    code, _ = run(env, "ingest", "--bogus-flag", str(good))
+    assert code == 2
+
+
+def test_ingest_folder_recursive_into_collection(env, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text("# Alpha\n\nAlpha particles are helium nuclei.")
+    (folder / "sub" / "b.txt").write_text("Beta decay emits an electron.")
+    (folder / "skip.bin").write_bytes(b"\0\1")
+    code, out = run(env, "ingest", str(folder), "--json", "--collection", "physics")
+    assert code == 0 and len(json.loads(out)["documents"]) == 1
+    code, out = run(env, "ingest", str(folder), "-r", "--json", "-c", "physics")
+    assert code == 0 and len(json.loads(out)["documents"]) == 2
+
+    code, out = run(env, "docs", "list", "--collection", "physics", "--json")
+    listing = json.loads(out)
+    assert code == 0 and listing["total"] == 2
+    assert {d["filename"] for d in listing["documents"]} == {"a.md", "b.txt"}
+    doc_id = listing["documents"][0]["id"]
+
+    code, out = run(env, "docs", "show", doc_id, "--json")
+    assert code == 0 and json.loads(out)["id"] == doc_id
+    code, _ = run(env, "docs", "show", "no-such-id")
+    assert code == 1
+    code, _ = run(env, "docs", "delete", doc_id)
+    assert code == 0
+    code, out = run(env, "docs", "list", "--json")
+    assert json.loads(out)["total"] == 1
+
+    code, out = run(env, "collections", "list", "--json")
+    assert [c["name"] for c in json.loads(out)["collections"]] == ["physics"]
+    assert run(env, "collections", "create", "notes")[0] == 0
+    assert run(env, "collections", "create", "notes")[0] == 1  # exists
+    assert run(env, "collections", "create", "bad name!")[0] == 2
+    assert run(env, "collections", "delete", "notes")[0] == 0
+    assert run(env, "collections", "delete", "notes")[0] == 1
+
+
+def test_doctor_reports_and_repairs(env, tmp_path: Path) -> None:
+    doc = tmp_path / "a.txt"
+    doc.write_text("Photosynthesis turns light into chemical energy in chloroplasts.")
+    assert run(env, "ingest", str(doc))[0] == 0
+    code, out = run(env, "doctor", "--json")
+    assert code == 0 and json.loads(out)["consistent"] is True
+    # Corrupt: drop the BM25 index file; a start replays nothing (journal pruned), so doctor
+    # must find the gap, and --repair must rebuild it from SQL.
+    index_dir = Path(env["RAG_DATA_DIR"]) / "indexes"
+    for path in index_dir.rglob("bm25.*.npz"):
+        path.unlink()
+    code, out = run(env, "doctor", "--json")
+    assert code == 1 and json.loads(out)["consistent"] is False
+    code, out = run(env, "doctor", "--repair", "--json")
+    assert code == 0 and json.loads(out)["consistent"] is True
+    assert run(env, "doctor")[0] == 0
+
+
+def test_ask_json_contract(env, tmp_path: Path) -> None:
+    doc = tmp_path / "leave.txt"
+    doc.write_text("Full-time employees receive 25 days of paid annual leave per year.")
+    assert run(env, "ingest", str(doc))[0] == 0
+    code, out = run(env, "ask", "How many days of annual leave?", "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert "25 days" in answer["answer"]
+    citation = answer["citations"][0]
+    assert {"document_id", "filename", "page", "chunk_id", "snippet", "score"} <= set(citation)
+    assert set(answer["flags"]) >= {"refused", "injection_detected", "fallback_used", "redacted"}
+    assert "generation" in answer["timings"]
+    code, out = run(env, "ask", "What is the airspeed of an unladen swallow?", "--json")
+    assert code == 0 and json.loads(out)["flags"]["refused"] is True
+    assert json.loads(out)["citations"] == []
+    assert run(env, "ask", "   ", "--json")[0] == 2
+    assert run(env, "ask", "x" * 2001)[0] == 2
+    assert run(env, "ask", "annual leave", "--generator", "gpt-9")[0] == 2
+    assert run(env, "ask", "annual leave", "--collection", "nope")[0] == 1
