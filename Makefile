@@ -29,7 +29,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m eval.bench.run_all
 
 lint: install
 	$(VENV)/bin/ruff check .

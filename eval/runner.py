@@ -94,6 +94,7 @@ def build_eval_services(
     settings: Settings,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    embedder: Any | None = None,
 ) -> tuple[Any, dict[int, str], float]:
     """Services over a knowledge base holding the corpus (built once per cache key).
 
@@ -107,7 +108,7 @@ def build_eval_services(
     data_dir = cache_dir / key
     marker = data_dir / "complete.json"
     kb_settings = settings.model_copy(update={"data_dir": data_dir, "database_url": None})
-    services = build_services(kb_settings)
+    services = build_services(kb_settings, embedder=embedder)
     ingest_seconds = 0.0
     if not marker.exists():
         if services.kb.list_documents()[1]:
@@ -115,7 +116,7 @@ def build_eval_services(
             import shutil
 
             shutil.rmtree(data_dir)  # an interrupted build: start again
-            services = build_services(kb_settings)
+            services = build_services(kb_settings, embedder=embedder)
         services.kb.autoflush = False
         service = IngestService(services.kb, services.embedder, kb_settings.ingest)
         ids = sorted(dataset.corpus)
@@ -233,6 +234,7 @@ def evaluate(
     dense_weight: float | None = None,
     ks: Sequence[int] = (1, 5, 10, 100),
     progress: Callable[[str, int, int], None] | None = None,
+    embedder: Any | None = None,
 ) -> EvalRun:
     """Ingest (or reuse) the corpus, run the modes, compute the metrics."""
     t0 = time.perf_counter()
@@ -241,6 +243,7 @@ def evaluate(
         settings,
         cache_dir,
         (lambda d, t: progress("ingest", d, t)) if progress else None,
+        embedder=embedder,
     )
     try:
         runs, timings = run_modes(

@@ -666,22 +666,10 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------ index plumbing
     def _new_sparse(self) -> BM25Index:
-        s = self.index_settings
-        return BM25Index(k1=s.bm25_k1, b=s.bm25_b, idf=s.bm25_idf, stem=s.bm25_stem)
+        return BM25Index.from_settings(self.index_settings)
 
     def _new_vectors(self, dim: int, n_expected: int) -> FaissVectorIndex:
-        s = self.index_settings
-        kind = s.vector_kind
-        if kind == "auto":
-            kind = "hnsw" if n_expected > s.hnsw_threshold else "flat"
-        return FaissVectorIndex.create(
-            dim,
-            kind,
-            hnsw_m=s.hnsw_m,
-            ef_search=s.hnsw_ef_search,
-            ef_construction=s.hnsw_ef_construction,
-            search_threads=s.search_threads,
-        )
+        return FaissVectorIndex.from_settings(dim, self.index_settings, expected_size=n_expected)
 
     def _collection_indexes(self, collection_id: int) -> CollectionIndexes:
         """The loaded indexes of a collection (loaded once; loading holds no global lock)."""

@@ -109,17 +109,20 @@ def build_generator(settings: Settings, backend: str) -> Any:
     )
 
 
-def build_services(settings: Settings, *, recover: bool = True) -> Services:
+def build_services(
+    settings: Settings, *, recover: bool = True, embedder: Any | None = None
+) -> Services:
     """Wire the system from settings.
 
     Args:
         settings: All settings.
         recover: Replay the index journal and fail interrupted documents (a start).
+        embedder: An already loaded embedder to reuse (evaluation sweeps, tests).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    embedder = build_embedder(settings)
+    embedder = embedder or build_embedder(settings)
     kb = KnowledgeBase(settings, embedding_model=embedder.name)
     if recover:
         kb.recover()

@@ -259,6 +259,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
 
             raise ConfigError(f"config file {path} does not exist; pass an existing TOML file")
         os.environ["RAG_CONFIG_FILE"] = str(path)
+    keys = os.environ.get("RAG_API_KEYS")
+    if keys and "api" not in overrides and "RAG_API__API_KEYS" not in os.environ:
+        # The documented short form: RAG_API_KEYS=key1,key2
+        overrides["api"] = {"api_keys": [k.strip() for k in keys.split(",") if k.strip()]}
     return Settings(**overrides)
 
 
@@ -279,3 +283,12 @@ def iter_setting_docs(model: type[BaseModel] = Settings, prefix: str = "RAG_") -
                 pass
         rows.append((env, default, info.description or ""))
     return rows
+
+
+def settings_markdown() -> str:
+    """The README's configuration table, generated from the fields above."""
+    lines = ["| variable | default | description |", "|---|---|---|"]
+    for env, default, description in iter_setting_docs():
+        shown = "(empty)" if default in (None, [], "") else f"`{default}`"
+        lines.append(f"| `{env}` | {shown} | {description} |")
+    return "\n".join(lines)

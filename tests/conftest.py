@@ -49,9 +49,14 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def guarded(self: socket.socket, address):  # type: ignore[no-untyped-def]
         host = address[0] if isinstance(address, tuple) else str(address)
-        if isinstance(host, str) and not host.startswith(_LOOPBACK_PREFIXES) and self.family in (
-            socket.AF_INET,
-            socket.AF_INET6,
+        if (
+            isinstance(host, str)
+            and not host.startswith(_LOOPBACK_PREFIXES)
+            and self.family
+            in (
+                socket.AF_INET,
+                socket.AF_INET6,
+            )
         ):
             raise RuntimeError(f"test tried to reach the network: {address!r}")
         return real_connect(self, address)

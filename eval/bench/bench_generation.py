@@ -80,33 +80,37 @@ def load_passages(scifact: Path, count: int = 40) -> list[str]:
     return passages
 
 
+def rag_chat(sources: Sequence[str]) -> list[dict[str, str]]:
+    """System prompt and a user turn holding numbered sources and the question."""
+    numbered = "\n\n".join(f"[{i}] {text}" for i, text in enumerate(sources, start=1))
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Sources:\n{numbered}\n\n{QUESTION}"},
+    ]
+
+
 def build_messages(
     generator: TransformersGenerator, passages: Sequence[str], prompt_tokens: int
 ) -> list[dict[str, str]]:
-    """A RAG chat whose rendered prompt is just under ``prompt_tokens`` tokens."""
+    """A RAG chat whose rendered prompt is as long as possible up to ``prompt_tokens`` tokens."""
     sources: list[str] = []
-    messages: list[dict[str, str]] = []
     for passage in passages:
-        candidate = [*sources, f"[{len(sources) + 1}] {passage}"]
-        trial = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "Sources:\n" + "\n\n".join(candidate) + f"\n\n{QUESTION}"},
-        ]
-        if rendered_tokens(generator, trial) > prompt_tokens:
+        if rendered_tokens(generator, rag_chat([*sources, passage])) > prompt_tokens:
+            # Fill the rest with the longest prefix of this passage that still fits.
+            words = passage.split()
+            low, high = 0, len(words)
+            while low < high:
+                mid = (low + high + 1) // 2
+                chat = rag_chat([*sources, " ".join(words[:mid])])
+                if rendered_tokens(generator, chat) <= prompt_tokens:
+                    low = mid
+                else:
+                    high = mid - 1
+            if low:
+                sources.append(" ".join(words[:low]))
             break
-        sources, messages = candidate, trial
-    words = passages[len(sources)].split() if len(sources) < len(passages) else []
-    # Top up with a partial source so the prompt lands close to the target length.
-    while words:
-        words = words[: len(words) // 2] if len(words) > 1 else []
-        partial = [*sources, f"[{len(sources) + 1}] " + " ".join(words)]
-        trial = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "Sources:\n" + "\n\n".join(partial) + f"\n\n{QUESTION}"},
-        ]
-        if words and rendered_tokens(generator, trial) <= prompt_tokens:
-            return trial
-    return messages
+        sources.append(passage)
+    return rag_chat(sources)
 
 
 def rendered_tokens(generator: TransformersGenerator, messages: list[dict[str, str]]) -> int:

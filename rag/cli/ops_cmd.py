@@ -62,6 +62,22 @@ def doctor(
 
 
 @handle_errors
+def show_settings(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the README's configuration table.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the effective settings as JSON (or every setting as a Markdown table)."""
+    if markdown:
+        from rag.settings import settings_markdown
+
+        out.print(settings_markdown(), markup=False, highlight=False, soft_wrap=True)
+        return
+    print_json(cli_settings(config).model_dump(mode="json"))
+
+
+@handle_errors
 def bootstrap(
     folder: Annotated[Path, typer.Argument(help="Folder of sample documents.")] = Path("data"),
     config: ConfigOpt = None,
@@ -118,4 +134,4 @@ def eval_command(
     raise typer.Exit(code)
 
 
-__all__ = ["bootstrap", "doctor", "eval_command", "print_json", "serve"]
+__all__ = ["bootstrap", "doctor", "eval_command", "serve", "show_settings"]

@@ -1,0 +1,117 @@
+"""Ingest throughput of the whole pipeline next to the raw embedder on the same texts.
+
+Embedding is 93-96% of ingest time here (PERFORMANCE.md), so the pipeline's
+speed is the embedder's speed: the figure that matters is the ratio
+pipeline / raw, which shows the overhead of parsing, cleaning, chunking, SQL
+and both indexes. Targets: >= 35 chunks/s of 256-token chunks on 2 cores and
+>= 90% of the raw embedder's rate.
+
+Run: ``python -m eval.bench.bench_ingest [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from ingest.service import IngestService
+from rag.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "datasets"
+PDFS = [
+    "en_academic_two-column_tracemonkey-pldi09.pdf",
+    "en_academic_tables_tableformer-arxiv2203.00274.pdf",
+    "en_multicolumn_federal-register-2020-17221.pdf",
+    "zh_academic_paper-page.pdf",
+    "zh_tables_bond-prospectus-page.pdf",
+]
+
+
+def _scifact_files(limit: int) -> list[tuple[str, bytes]]:
+    path = SHARED / "scifact" / "corpus.jsonl.gz"
+    files = []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            files.append((f"{row['_id']}.txt", f"{row['title']}\n\n{row['text']}".encode()))
+            if len(files) >= limit:
+                break
+    return files
+
+
+def _run(name: str, files: list[tuple[str, bytes]], embedding: dict) -> dict:
+    """Ingest ``files`` into a fresh knowledge base, then embed the same chunk texts raw."""
+    from rag.services import build_services
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(data_dir=Path(tmp), embedding=embedding)
+        services = build_services(settings)
+        services.kb.autoflush = False
+        service = IngestService(services.kb, services.embedder, settings.ingest)
+        services.embedder.embed_query("warm up")
+        started = time.perf_counter()
+        outcomes = service.ingest_many(files)
+        services.kb.flush()
+        seconds = time.perf_counter() - started
+        texts = []
+        for outcome in outcomes:
+            if outcome.ok:
+                texts += [c.text for c in services.kb.document_chunks(outcome.document_id)]
+        pages = sum(o.pages for o in outcomes if o.ok)
+        tokens = sum(services.embedder.token_counter.count_tokens(texts))
+        started = time.perf_counter()
+        services.embedder.embed_documents(texts)
+        raw_seconds = time.perf_counter() - started
+        services.close()
+    return {
+        "corpus": name,
+        "files": len(files),
+        "pages": pages,
+        "chunks": len(texts),
+        "mean_tokens": tokens / max(len(texts), 1),
+        "seconds": seconds,
+        "pages_s": pages / seconds,
+        "chunks_s": len(texts) / seconds,
+        "raw_chunks_s": len(texts) / raw_seconds,
+        "ratio": raw_seconds / seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Print the ingest table; returns its rows."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small corpora (smoke run)")
+    parser.add_argument("--scifact-docs", type=int, default=1000)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
+    args = parser.parse_args(argv)
+    embedding: dict = {"model": "hashing:256"} if args.quick else {}
+    if args.precision:
+        embedding["precision"] = args.precision
+    rows = []
+    pdfs = [(p, (SHARED / "pdfs" / p).read_bytes()) for p in (PDFS[:1] if args.quick else PDFS)]
+    rows.append(_run("shared PDFs", pdfs, embedding))
+    rows.append(
+        _run("SciFact corpus", _scifact_files(50 if args.quick else args.scifact_docs), embedding)
+    )
+    print("\n### Ingest throughput (pipeline vs raw embedder on the same chunk texts)\n")
+    print(
+        "| corpus | files | pages | chunks | tokens/chunk | pages/s | chunks/s "
+        "| raw embedder chunks/s | pipeline/raw | target |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['corpus']} | {r['files']} | {r['pages']} | {r['chunks']} | "
+            f"{r['mean_tokens']:.0f} | {r['pages_s']:.1f} | {r['chunks_s']:.1f} | "
+            f"{r['raw_chunks_s']:.1f} | {r['ratio']:.0%} | >= 35 chunks/s, >= 90% |"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Run every benchmark in ``eval/bench`` in turn; each prints Markdown tables with targets.
+
+Usage: ``python -m eval.bench.run_all [--quick] [--only NAME ...]``
+
+Each benchmark runs in its own Python process (``python -m eval.bench.NAME``)
+so one's memory, threads and loaded models cannot slow the next, and a
+failing or missing one is reported while the others still run. The full run
+takes about 15 minutes on 2 cores; ``--quick`` (small sizes, the hashing
+embedder, tiny generations) about 2 minutes and only proves each one runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from eval.bench.common import ROOT, fmt_s, machine_note
+
+# In the order they run; a missing module is skipped with a note.
+BENCHMARKS = ("bench_indexes", "bench_ingest", "bench_query", "bench_api", "bench_generation")
+
+# Small configurations for --quick, for benchmarks that have no --quick flag of their own.
+QUICK_ARGS: dict[str, list[str]] = {
+    "bench_indexes": ["--sizes", "2000", "--queries", "20", "--reference-queries", "5"],
+    "bench_generation": [
+        "--dtypes",
+        "float32",
+        "--prompt-tokens",
+        "200",
+        "--new-tokens",
+        "16",
+        "--repeats",
+        "1",
+    ],
+}
+
+
+def module_exists(name: str) -> bool:
+    """Whether ``eval.bench.NAME`` can be imported (checked without importing it)."""
+    return importlib.util.find_spec(f"eval.bench.{name}") is not None
+
+
+def command(name: str, quick: bool) -> list[str]:
+    """The command line running one benchmark."""
+    args = QUICK_ARGS.get(name, ["--quick"]) if quick else []
+    return [sys.executable, "-m", f"eval.bench.{name}", *args]
+
+
+def run(names: Sequence[str], quick: bool, timeout_s: float) -> list[tuple[str, str, float]]:
+    """Run ``names`` in order; (name, outcome, seconds) for each."""
+    outcomes = []
+    for name in names:
+        if not module_exists(name):
+            print(f"> {name}: not present in eval/bench, skipped.\n", flush=True)
+            outcomes.append((name, "missing", 0.0))
+            continue
+        argv = command(name, quick)
+        print(f"<!-- {' '.join(argv[1:])} -->\n", flush=True)
+        start = time.perf_counter()
+        try:
+            completed = subprocess.run(
+                argv,
+                cwd=ROOT,
+                timeout=timeout_s,
+                check=False,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            outcome = "ok" if completed.returncode == 0 else f"failed (exit {completed.returncode})"
+        except subprocess.TimeoutExpired:
+            outcome = f"stopped after {timeout_s:.0f} s"
+        seconds = time.perf_counter() - start
+        print(f"\n> {name}: {outcome} in {fmt_s(seconds)}.\n", flush=True)
+        outcomes.append((name, outcome, seconds))
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; exit status 1 when any present one failed."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke configurations")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=BENCHMARKS, help="run only these benchmarks"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds allowed per benchmark (default 600, 120 with --quick)",
+    )
+    args = parser.parse_args(argv)
+    names = [n for n in BENCHMARKS if not args.only or n in args.only]
+    timeout_s = args.timeout or (120.0 if args.quick else 600.0)
+    started = time.perf_counter()
+    print(f"# Benchmarks{' (quick)' if args.quick else ''}\n\n{machine_note()}\n", flush=True)
+    outcomes = run(names, args.quick, timeout_s)
+    print("## Benchmark runs\n\n| benchmark | outcome | time |\n|---|---|---|")
+    for name, outcome, seconds in outcomes:
+        print(f"| {name} | {outcome} | {fmt_s(seconds) if seconds else '–'} |")
+    print(f"\nTotal {fmt_s(time.perf_counter() - started)}. {machine_note()}")
+    failed = [o for _, o, _ in outcomes if o not in ("ok", "missing")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
