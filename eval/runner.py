@@ -24,6 +24,7 @@ import numpy as np
 from eval.beir import BeirDataset
 from eval.metrics import evaluate_run
 from rag.settings import Settings
+from rag.text.terms import TOKENIZER_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def corpus_key(dataset: BeirDataset, settings: Settings) -> str:
     digest.update(
         json.dumps(
             [
+                TOKENIZER_VERSION,
                 settings.embedding.model,
                 settings.embedding.precision,
                 settings.ingest.chunk_tokens,

@@ -560,6 +560,13 @@ class KnowledgeBase:
                 return []
             return indexes.sparse.search(query, k, allowed_ids=allowed)
 
+    def sparse_share(self, collection_id: int, query: str, best_score: float) -> float:
+        """``best_score`` as a share of the most the query could score in this collection."""
+        indexes = self._collection_indexes(collection_id)
+        with indexes.rw.read():
+            ceiling = indexes.sparse.score_ceiling(indexes.sparse.tokenize_query(query))
+        return best_score / ceiling if ceiling > 0 else 0.0
+
     def chunks_by_ids(self, ids: Iterable[int]) -> dict[int, tuple[ChunkInfo, str, str]]:
         """Chunks with (filename, collection name), keyed by id; unknown ids are absent.
 

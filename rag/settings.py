@@ -99,18 +99,37 @@ class RetrievalSettings(BaseModel):
         100, ge=1, le=1000, description="Candidates each retriever returns before fusion."
     )
     fusion: Literal["rrf", "weighted"] = Field(
-        "rrf", description="Reciprocal Rank Fusion or weighted fusion of normalised scores."
+        "weighted",
+        description="'weighted': min-max-normalised dense and BM25 scores mixed by dense_weight "
+        "(SciFact nDCG@10 0.725); 'rrf': Reciprocal Rank Fusion (0.708, scale-free).",
     )
     rrf_k: int = Field(60, ge=1, description="RRF damping constant (60 from Cormack et al. 2009).")
     dense_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="Weight of the dense score in weighted fusion."
     )
     min_dense_score: float = Field(
-        0.25,
-        description="'Not found' threshold: cosine below which a dense hit is not relevant.",
+        0.32,
+        description="'Not found' gate: best cosine a question needs (with min_sparse_share: "
+        "keeps 100% of SciFact claims, refuses 84% of off-topic questions; eval/calibrate.py).",
     )
-    min_sparse_score: float = Field(
-        2.0, description="'Not found' threshold: BM25 score below which a hit is not relevant."
+    min_sparse_share: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="'Not found' gate: best BM25 score as a share of the query's ceiling "
+        "(every term matched); a question passes if either gate passes.",
+    )
+    min_sparse_share_cjk: float = Field(
+        0.08,
+        ge=0.0,
+        le=1.0,
+        description="'Not found' gate for Chinese/Japanese questions, which rely on BM25 alone "
+        "unless dense_gate_cjk is set.",
+    )
+    dense_gate_cjk: bool = Field(
+        False,
+        description="Let the cosine gate pass Chinese/Japanese questions (turn on with a "
+        "multilingual embedder; the bundled all-MiniLM-L6-v2 is English-only).",
     )
     neighbour_expansion: bool = Field(
         False, description="Add the chunks before and after each hit when they fit the budget."

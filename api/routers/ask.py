@@ -19,7 +19,7 @@ router = APIRouter(tags=["ask"], responses=ERROR_RESPONSES)
 
 _SSE_DOC = {
     "description": "The answer; with `stream` or `Accept: text/event-stream`: events "
-    "`token` ({\"text\"}), then `answer` (the answer object) or `error` (the error body).",
+    '`token` ({"text"}), then `answer` (the answer object) or `error` (the error body).',
     "content": {SSE_MEDIA_TYPE: {}},
 }
 

@@ -85,9 +85,7 @@ async def list_models(state: State) -> dict:
 
 
 @router.post("/chat/completions")
-async def chat_completions(
-    body: ChatCompletionRequest, state: State
-) -> Any:
+async def chat_completions(body: ChatCompletionRequest, state: State) -> Any:
     """OpenAI chat completion answered from the collection named by ``model``."""
     question, history = split_messages(body)
     await run_in_threadpool(state.services.kb.get_collection, body.model)

@@ -21,6 +21,9 @@ Each size is loaded once with a flat index; HNSW is then built from the same
 vectors with ``FaissVectorIndex.rebuild("hnsw")``, which is what
 ``index.vector_kind = "auto"`` does above ``hnsw_threshold`` (50k by default).
 
+The query encoder runs on one thread by default here (``--embed-threads``): on a
+busy host two torch threads made each query 50-100x slower (see the last table).
+
 Run: ``python -m eval.bench.bench_query`` (about 3-4 minutes on 2 cores);
 ``--quick`` for a smoke run (500 chunks, 5 queries, hashing embedder).
 """
@@ -327,6 +330,35 @@ def bench_size(
     return results, build
 
 
+def bench_encoder_threads(model: str, queries: list[str]) -> str:
+    """Query encoding with 1 thread vs all cores (``embedding.threads`` 1 vs 0), side by side.
+
+    On a host whose other processes keep the cores busy, torch's OpenMP
+    threads wait for each other at every operator: two threads made one query
+    50-100x slower than one thread here. Few queries, since that case is slow.
+    """
+    from rag.services import build_embedder
+
+    rows = []
+    for threads in (1, 0):
+        embedder = build_embedder(load_settings(embedding={"model": model, "threads": threads}))
+        embedder.embed_query("warm up")
+        samples = [_timed(embedder.embed_query, q) for q in queries]
+        rows.append(
+            [
+                f"{threads} ({embedder.threads} torch threads)",
+                str(len(queries)),
+                fmt_span(samples),
+                ENCODER_REFERENCE,
+            ]
+        )
+    return markdown_table(
+        "Query encoder: embedding.threads 1 vs 0 (all cores), measured side by side",
+        ["embedding.threads", "queries", "embed_query p50 / p95", "reference (idle host)"],
+        rows,
+    )
+
+
 def render(results: list[dict[str, Any]], builds: dict[int, dict[str, float]]) -> str:
     """The per-configuration stage tables and a summary table."""
     header = [
@@ -388,6 +420,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--kinds", nargs="+", choices=["flat", "hnsw"], default=["flat", "hnsw"])
     parser.add_argument("--queries", type=int, default=100, help="SciFact test claims timed")
     parser.add_argument("--embedding", default="bundled", help="embedding model setting")
+    parser.add_argument(
+        "--embed-threads",
+        type=int,
+        default=1,
+        help="embedding.threads for the query encoder (0 = all cores, the settings default)",
+    )
+    parser.add_argument(
+        "--thread-queries", type=int, default=10, help="queries per encoder-threads setting"
+    )
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -400,14 +441,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     rng = np.random.default_rng(args.seed)
     passages = load_scifact_passages(args.scifact)
     queries = load_test_queries(args.scifact, args.queries)
-    embedding = {"model": args.embedding}
+    embedding = {"model": args.embedding, "threads": args.embed_threads}
     print("## Query latency by stage\n")
     print(machine_note() + "\n")
     print(
         "Synthetic parts: chunk vectors are clustered random unit vectors (not embeddings of "
         "the chunk texts); chunk texts are real SciFact sentences in 150-word windows, repeated "
         f"to reach the size. Queries: {len(queries)} SciFact test claims, encoded by the real "
-        f"embedder ({args.embedding}). Candidates per retriever: 100 (settings default); "
+        f"embedder ({args.embedding}, embedding.threads={args.embed_threads}). "
+        "Candidates per retriever: 100 (settings default); "
         "FAISS searches on 1 thread.\n"
     )
     results: list[dict[str, Any]] = []
@@ -417,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         results += found
         gc.collect()
     print(render(results, builds))
+    if not args.embedding.startswith("hashing"):
+        progress(NAME, "query encoder: 1 thread vs all cores")
+        print(bench_encoder_threads(args.embedding, queries[: args.thread_queries]))
     print(
         "The query encoder is the floor of retrieval latency (PERFORMANCE.md: 12.7 ms fp32, "
         "10 ms bf16, 2.8 ms ONNX int8 for one short query): with a torch encoder the 5 ms p50 "

@@ -99,8 +99,8 @@ class ExtractiveGenerator:
 
         Sentences are scored by how many distinct question terms (BM25 terms:
         stemmed English, jieba-cut Chinese, stop words dropped) they hold. Up
-        to ``max_sentences`` are kept, best first, each holding at least half
-        as many terms as the best one so weak matches do not dilute the answer.
+        to ``max_sentences`` are kept, best first, each holding at least two
+        thirds as many terms as the best one so weak matches do not dilute the answer.
         When no sentence shares a term, the first sentence of source [1] is used.
 
         Args:
@@ -127,7 +127,9 @@ class ExtractiveGenerator:
             # All ties: the sort put the first sentence of the first source holding text first.
             chosen = [candidates[0]]
         else:
-            floor = max(1, (best + 1) // 2)
+            # Two thirds of the best overlap: a sentence sharing only a common word or
+            # two with the question ("employees", "day") is noise next to the answer.
+            floor = max(1, -(-2 * best // 3))
             seen: set[str] = set()
             for candidate in candidates:
                 if candidate.overlap < floor or len(chosen) == self.max_sentences:

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 # Generation stops at any of them that the tokenizer knows, besides its eos token.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>")
 
-# What from_pretrained raises for a missing, partial or unsupported model.
-_LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError, RuntimeError)
+# from_pretrained fails in many ways on a missing, partial or unsupported model (OSError,
+# ValueError, KeyError, safetensors' own SafetensorError, ...); all mean the same to the user.
+_LOAD_ERRORS = (Exception,)
 
 # Bump when the layout of the converted-model cache changes, so old caches are not reused.
 _CACHE_FORMAT = "1"
@@ -188,6 +189,11 @@ def _save_converted(tokenizer: Any, model: Any, target: Path) -> None:
         # them, although architectures without packed GGUF kernels (llama) hold
         # plain de-quantised tensors. Detach the marker for the save only.
         quantizer = getattr(model, "hf_quantizer", None)
+        if getattr(quantizer, "packed_modules", None):
+            raise ValueError(
+                "the model keeps its GGUF weights packed (it loads without de-quantising), "
+                "so there is nothing to cache"
+            )
         quant_config = getattr(model.config, "quantization_config", None)
         model.hf_quantizer = None
         if quant_config is not None:
@@ -199,6 +205,10 @@ def _save_converted(tokenizer: Any, model: Any, target: Path) -> None:
             if quant_config is not None:
                 model.config.quantization_config = quant_config
         tokenizer.save_pretrained(str(staging))
+        for path in staging.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
         try:
             os.replace(staging, target)
         except OSError:
@@ -283,6 +293,9 @@ class TransformersGenerator:
         self._context_length: int | None = None
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock()
+        # Fast tokenizers may reconfigure padding/truncation on each encode call, which
+        # raises "Already borrowed" when two threads encode at once.
+        self._tokenize_lock = threading.Lock()
 
     @staticmethod
     def _locate(settings: GeneratorSettings) -> tuple[Path, str | None]:
@@ -349,6 +362,7 @@ class TransformersGenerator:
                     self.loaded_from_cache = True
                 except _LOAD_ERRORS as exc:
                     log.warning("converted model cache unusable path=%s error=%s", cache, exc)
+                    shutil.rmtree(cache, ignore_errors=True)  # converted again below
             if model is None:
                 # A GGUF is converted in float32, which holds its de-quantised values
                 # exactly, so one cached copy serves every dtype.
@@ -453,7 +467,9 @@ class TransformersGenerator:
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's tokenizer, without special tokens."""
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        tokenizer = self.tokenizer
+        with self._tokenize_lock:
+            return len(tokenizer.encode(text, add_special_tokens=False))
 
     def generate(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> str:
         """The whole completion of the chat ``messages``, stripped of surrounding whitespace.
@@ -526,14 +542,15 @@ class TransformersGenerator:
             raise InvalidInput(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         tokenizer = self.tokenizer
         chat = [{"role": m["role"], "content": m["content"]} for m in messages]
-        if getattr(tokenizer, "chat_template", None):
-            inputs = tokenizer.apply_chat_template(
-                chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )
-        else:
-            log.warning("tokenizer has no chat template model=%s; using plain text", self.name)
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in chat) + "assistant:"
-            inputs = tokenizer(text, return_tensors="pt")
+        with self._tokenize_lock:
+            if getattr(tokenizer, "chat_template", None):
+                inputs = tokenizer.apply_chat_template(
+                    chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                )
+            else:
+                log.warning("tokenizer has no chat template model=%s; using plain text", self.name)
+                text = "".join(f"{m['role']}: {m['content']}\n" for m in chat) + "assistant:"
+                inputs = tokenizer(text, return_tensors="pt")
         prompt_tokens = inputs["input_ids"].shape[1]
         limit = self.context_length
         if prompt_tokens + max_new_tokens > limit:

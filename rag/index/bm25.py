@@ -453,6 +453,27 @@ class BM25Index:
                     slots, scores = self._score_postings(tids, weights, allowed)
             return self._top_k(slots, scores, k)
 
+    def score_ceiling(self, tokens: Sequence[str]) -> float:
+        """The most a chunk could score for this query: every term matched, tf saturated.
+
+        Terms absent from the index count at the idf of an unseen term, so a
+        query made of words the corpus never uses has a high ceiling and a low
+        best-score share (the 'not found' gate divides by this).
+        """
+        with self._lock:
+            if not tokens:
+                return 0.0
+            n_docs = len(self._slot_of)
+            df = self._df.view
+            counts = Counter(tokens)
+            dfs = np.array(
+                [df[tid] if (tid := self._vocab.get(t)) is not None else 0 for t in counts],
+                dtype=np.float64,
+            )
+            repeats = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            idf = lucene_idf(max(n_docs, 1), dfs)
+            return float((idf * repeats).sum() * (self.k1 + 1.0))
+
     def _allowed_slots(self, allowed_ids: np.ndarray) -> np.ndarray:
         get = self._slot_of.get
         found = (get(i) for i in np.asarray(allowed_ids, dtype=np.int64).ravel().tolist())

@@ -17,10 +17,14 @@ _MARKER = r"[\[【［]\s*(?:\d{1,3}\s*[,，、;；\-–]\s*)*{n}(?:\s*[,，、;�
 
 
 def evidence_for(answer: str, number: int, question: str) -> str:
-    """The answer sentences that cite ``[number]``, else the question."""
+    """The question plus the first answer sentence that cites ``[number]``.
+
+    The first citing sentence is the one the answer leans on most; later
+    ones may quote other parts of the same chunk.
+    """
     marker = re.compile(_MARKER.replace("{n}", str(number)))
     citing = [answer[a:b] for a, b in split_sentences(answer) if marker.search(answer[a:b])]
-    return " ".join(citing) or question
+    return f"{question} {citing[0]}" if citing else question
 
 
 def cited_page(hit: Hit, evidence: str) -> int:

@@ -21,6 +21,7 @@ from rag.knowledge_base import KnowledgeBase
 from rag.protocols import Embedder
 from rag.query.fusion import FusedCandidate, fuse_hits
 from rag.settings import RetrievalSettings
+from rag.text.normalize import cjk_ratio
 from rag.types import Hit, ScoredId
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class HybridRetriever:
             fusion=fusion,
             query_vector=query_vector,
         )
-        relevant = self._clears_threshold(mode, best_dense, best_sparse)
+        relevant = self._clears_threshold(mode, best_dense, best_sparse, cjk_ratio(query) > 0.3)
         t0 = time.perf_counter()
         hits = self._to_hits(
             fused, top_k if self.reranker is None else max(top_k, self.settings.rerank_candidates)
@@ -147,7 +148,7 @@ class HybridRetriever:
         fusion: str | None = None,
         query_vector: np.ndarray | None = None,
     ) -> tuple[list[FusedCandidate], float, float, dict[str, float]]:
-        """Fused candidates (chunk ids only, no row lookups), best dense/sparse scores, timings.
+        """Fused candidates (chunk ids only), best cosine, best BM25 share of its ceiling, timings.
 
         Evaluation uses this directly; :meth:`retrieve` adds the chunk rows.
         """
@@ -165,6 +166,7 @@ class HybridRetriever:
         timings["filter"] = time.perf_counter() - t0
         dense: list[ScoredId] = []
         sparse: list[ScoredId] = []
+        best_share = 0.0
         if mode in ("hybrid", "dense"):
             t0 = time.perf_counter()
             vector = query_vector if query_vector is not None else self.embedder.embed_query(query)
@@ -178,11 +180,19 @@ class HybridRetriever:
         if mode in ("hybrid", "sparse"):
             t0 = time.perf_counter()
             text = sparse_query if sparse_query is not None else query
-            sparse = _merge(
-                [self.kb.search_sparse(c, text, candidates, allowed[c]) for c in collection_ids],
-                candidates,
-            )
+            per_collection = [
+                self.kb.search_sparse(c, text, candidates, allowed[c]) for c in collection_ids
+            ]
+            sparse = _merge(per_collection, candidates)
             timings["sparse"] = time.perf_counter() - t0
+            best_share = max(
+                (
+                    self.kb.sparse_share(c, text, hits[0].score)
+                    for c, hits in zip(collection_ids, per_collection, strict=True)
+                    if hits
+                ),
+                default=0.0,
+            )
         t0 = time.perf_counter()
         fused = fuse_hits(
             dense,
@@ -193,13 +203,27 @@ class HybridRetriever:
         )
         timings["fusion"] = time.perf_counter() - t0
         best_dense = dense[0].score if dense else 0.0
-        best_sparse = sparse[0].score if sparse else 0.0
-        return fused, best_dense, best_sparse, timings
+        return fused, best_dense, best_share, timings
 
-    def _clears_threshold(self, mode: Mode, best_dense: float, best_sparse: float) -> bool:
-        """Calibrated 'not found': some candidate must look relevant to some retriever."""
-        dense_ok = best_dense >= self.settings.min_dense_score
-        sparse_ok = best_sparse >= self.settings.min_sparse_score
+    def _clears_threshold(
+        self, mode: Mode, best_dense: float, best_sparse: float, cjk: bool = False
+    ) -> bool:
+        """Calibrated 'not found': some candidate must look relevant to some retriever.
+
+        ``best_sparse`` is the best BM25 score as a share of the query's ceiling
+        (all terms matched), which unlike raw BM25 does not grow with the
+        query's length or the corpus; see ``eval/calibrate.py`` for the numbers.
+        """
+        s = self.settings
+        if cjk:
+            # An English-only embedder gives unrelated Chinese texts cosines as high as
+            # related ones (measured: 0.47 off-topic vs 0.27 answerable), so by default
+            # Chinese questions are gated on BM25 alone (answerable >= 0.10, off-topic <= 0.05).
+            dense_ok = s.dense_gate_cjk and best_dense >= s.min_dense_score
+            sparse_ok = best_sparse >= s.min_sparse_share_cjk
+        else:
+            dense_ok = best_dense >= s.min_dense_score
+            sparse_ok = best_sparse >= s.min_sparse_share
         if mode == "dense":
             return dense_ok
         if mode == "sparse":

@@ -35,8 +35,10 @@ CHINESE_STOP_WORDS = frozenset(
     """的 了 和 是 在 就 都 而 及 与 着 或 一个 没有 我们 你们 他们 她们 它们 这 那 之
     也 于 以 被 把 让 给 对 从 并 等 吗 呢 吧 啊 呀 么 其 此 该 各 为 所 由 向
     个 中 上 下 这个 那个 什么 怎么 如何
-    哪些 哪个 请问 请 是否 有 有没有""".split()
+    哪些 哪个 请问 请 是否 有 有没有 哪 哪里 哪儿 哪种 哪类 多少 几 为什么 为何 谁 怎样""".split()
 )
+# Bump when tokenisation changes: cached evaluation indexes are keyed by it.
+TOKENIZER_VERSION = 2
 _jieba_lock = threading.Lock()
 
 
@@ -81,6 +83,8 @@ def tokenize(text: str, *, stem: bool = True, drop_stop_words: bool = True) -> l
                 out.append(word)
             continue
         word = match.group("word")
+        if word.endswith(("'s", "’s")):
+            word = word[:-2]  # possessive: "France's" is "France"
         if drop_stop_words and word in ENGLISH_STOP_WORDS:
             continue
         if stem and word.isascii() and word.isalpha() and len(word) > 3:

@@ -26,12 +26,24 @@ def loaded(client, pdfs_dir: Path):
 def assert_answer_shape(body: dict) -> None:
     assert isinstance(body["answer"], str) and body["answer"]
     assert set(body["flags"]) == {
-        "refused", "injection_detected", "fallback_used", "redacted", "not_found", "truncated"
+        "refused",
+        "injection_detected",
+        "fallback_used",
+        "redacted",
+        "not_found",
+        "truncated",
     }
     for citation in body["citations"]:
         assert set(citation) >= {
-            "number", "document_id", "filename", "page", "chunk_id", "snippet", "score",
-            "dense_rank", "sparse_rank",
+            "number",
+            "document_id",
+            "filename",
+            "page",
+            "chunk_id",
+            "snippet",
+            "score",
+            "dense_rank",
+            "sparse_rank",
         }
     assert "total" in body["timings"]
 
@@ -110,5 +122,6 @@ def test_ask_bad_inputs(loaded):
         404,
         "collection_not_found",
     )
-    assert_error(loaded.post("/ask", json={"question": "q", "colections": []}), 422,
-                 "validation_error")
+    assert_error(
+        loaded.post("/ask", json={"question": "q", "colections": []}), 422, "validation_error"
+    )

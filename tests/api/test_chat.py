@@ -19,9 +19,11 @@ def test_chat_session_with_follow_up(client, pdfs_dir: Path):
     assert first.status_code == 200, first.text
     body = first.json()
     session_id = body["session_id"]
-    assert body["answer"] and body["citations"] and set(body) == {
-        "session_id", "answer", "citations", "flags", "timings"
-    }
+    assert (
+        body["answer"]
+        and body["citations"]
+        and set(body) == {"session_id", "answer", "citations", "flags", "timings"}
+    )
 
     follow = client.post(
         "/chat", json={"message": "And what about its columns?", "session_id": session_id}
@@ -54,8 +56,9 @@ def test_chat_streams_and_stores_the_answer(client, pdfs_dir: Path):
 
 
 def test_chat_errors(client):
-    assert_error(client.post("/chat", json={"message": "hi", "session_id": "nope"}), 404,
-                 "chat_not_found")
+    assert_error(
+        client.post("/chat", json={"message": "hi", "session_id": "nope"}), 404, "chat_not_found"
+    )
     assert_error(client.get("/chat/nope"), 404, "chat_not_found")
     assert_error(client.delete("/chat/nope"), 404, "chat_not_found")
     assert_error(client.post("/chat", json={}), 422, "validation_error")

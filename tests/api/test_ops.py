@@ -62,9 +62,20 @@ def test_openapi_schema_has_the_contract_and_examples(client):
     schema = client.get("/openapi.json").json()
     paths = set(schema["paths"])
     assert {
-        "/healthz", "/readyz", "/metrics", "/collections", "/collections/{name}", "/documents",
-        "/documents/{doc_id}", "/documents/{doc_id}/chunks", "/documents/{doc_id}/file",
-        "/jobs/{job_id}", "/ask", "/chat", "/chat/{session_id}", "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/collections",
+        "/collections/{name}",
+        "/documents",
+        "/documents/{doc_id}",
+        "/documents/{doc_id}/chunks",
+        "/documents/{doc_id}/file",
+        "/jobs/{job_id}",
+        "/ask",
+        "/chat",
+        "/chat/{session_id}",
+        "/v1/models",
         "/v1/chat/completions",
     } <= paths
     ask = schema["components"]["schemas"]["AskRequest"]

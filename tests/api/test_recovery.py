@@ -20,11 +20,21 @@ def _leave_running_job(services, data: bytes, filename: str, upload_dir: Path, k
     kb = services.kb
     kb.create_collection("papers", exist_ok=True)
     doc = kb.begin_document(
-        "papers", filename, media_type="application/pdf", size_bytes=len(data),
-        sha256=filename, data=data,
+        "papers",
+        filename,
+        media_type="application/pdf",
+        size_bytes=len(data),
+        sha256=filename,
+        data=data,
     )
-    job = IngestJob(collection="papers", filename=filename, document_id=doc.id, status="running",
-                    pages_parsed=1, options={"replace": None, "has_password": False})
+    job = IngestJob(
+        collection="papers",
+        filename=filename,
+        document_id=doc.id,
+        status="running",
+        pages_parsed=1,
+        options={"replace": None, "has_password": False},
+    )
     with kb.sessions.begin() as session:
         session.add(job)
         session.flush()

@@ -17,8 +17,14 @@ def test_api_keys_guard_every_route_but_health_and_the_web_page(make_client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
-    for method, path in [("GET", "/collections"), ("GET", "/metrics"), ("GET", "/readyz"),
-                         ("POST", "/ask"), ("GET", "/v1/models"), ("GET", "/nope")]:
+    for method, path in [
+        ("GET", "/collections"),
+        ("GET", "/metrics"),
+        ("GET", "/readyz"),
+        ("POST", "/ask"),
+        ("GET", "/v1/models"),
+        ("GET", "/nope"),
+    ]:
         error = assert_error(client.request(method, path), 401, "unauthorized")
         assert "Authorization: Bearer" in error["message"]
     wrong = client.get("/collections", headers={"Authorization": "Bearer k3"})

@@ -128,6 +128,13 @@ def test_sampling_when_temperature_is_positive(tiny_chat_model: Path) -> None:
     assert len(outputs) > 1
 
 
+def test_tokenizer_without_chat_template_falls_back_to_plain_text(tiny_chat_model: Path) -> None:
+    gen = make(tiny_chat_model)
+    gen.tokenizer.chat_template = None
+    assert gen.generate(QUESTION, max_new_tokens=3)
+    assert gen.last_stats is not None and gen.last_stats.prompt_tokens == 9  # "user: ..."
+
+
 def test_count_tokens_uses_the_model_tokenizer(tiny_chat_model: Path) -> None:
     gen = make(tiny_chat_model)
     assert gen.count_tokens("hello what is the capital") == 5
@@ -301,6 +308,20 @@ def test_gguf_conversion_is_cached_and_reused(fake_gguf, tmp_path: Path) -> None
     assert second.generate(QUESTION, max_new_tokens=5) == answer
     assert second.loaded_from_cache is True
     assert len(gguf_loads) == 1
+
+
+def test_corrupt_cache_is_converted_again(fake_gguf, tmp_path: Path) -> None:
+    folder, gguf_loads = fake_gguf
+    cache_dir = tmp_path / "models"
+    make(folder, cache_dir, gguf_file="tiny.Q4.gguf").load()
+    cached = cache_dir / converted_cache_name(folder / "tiny.Q4.gguf")
+    (cached / "model.safetensors").write_bytes(b"truncated")
+    again = make(folder, cache_dir, gguf_file="tiny.Q4.gguf")
+    assert again.generate(QUESTION, max_new_tokens=2)
+    assert again.loaded_from_cache is False and len(gguf_loads) == 2
+    third = make(folder, cache_dir, gguf_file="tiny.Q4.gguf")
+    third.load()
+    assert third.loaded_from_cache is True and len(gguf_loads) == 2
 
 
 def test_cache_off_or_without_folder_loads_gguf_each_time(fake_gguf, tmp_path: Path) -> None:

@@ -1,0 +1,101 @@
+"""Measure the "not found" thresholds from answerable and off-topic questions.
+
+``python -m eval.calibrate [--cache DIR]`` builds (or reuses, via the eval
+cache) a knowledge base of the SciFact corpus and of the shared PDFs, runs the
+SciFact test claims (answerable) and general questions from other domains
+(off-topic) through both retrievers, and prints score percentiles plus the
+share of each set that a pair of thresholds keeps. The defaults in
+``RetrievalSettings`` were chosen from this output: nearly every answerable
+question must pass; as many off-topic questions as possible should not.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from eval.beir import load_beir
+from eval.runner import build_eval_services
+from rag.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+
+OFF_TOPIC = [
+    "Who won the football world cup in 1954?",
+    "What is the capital of Australia?",
+    "How do I bake sourdough bread at home?",
+    "Which team won the NBA finals last year?",
+    "What is the plot of the movie Casablanca?",
+    "How tall is the Eiffel Tower?",
+    "What is the best way to learn to play the guitar?",
+    "When did the Roman Empire fall?",
+    "How do I change a flat tyre on a bicycle?",
+    "What is the exchange rate between the euro and the yen?",
+    "Who wrote the novel Pride and Prejudice?",
+    "How many players are on a cricket team?",
+    "What is the recipe for Italian tiramisu?",
+    "Which planet has the most moons?",
+    "How do I reset my email password?",
+    "What are the rules of chess castling?",
+    "Where is the best place to go skiing in Europe?",
+    "How much does a new electric car cost?",
+    "What time zone is Tokyo in?",
+    "Who painted the Mona Lisa?",
+    "世界杯足球赛哪一年在巴西举行？",
+    "北京到上海的高铁要多长时间？",
+    "怎么做红烧肉？",
+    "谁写了《红楼梦》？",
+    "明天会下雨吗？",
+]
+
+
+def _best_scores(services, questions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    retriever = services.retriever()
+    dense, sparse = [], []
+    for question in questions:
+        _, best_dense, best_sparse, _ = retriever.candidates(question, candidates=10)
+        dense.append(best_dense)
+        sparse.append(best_sparse)
+    return np.array(dense), np.array(sparse)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the calibration table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cache", type=Path, default=None, help="eval cache folder")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    cache = args.cache or settings.data_dir / "eval-cache"
+    dataset = load_beir(SCIFACT, "test")
+    services, _, _ = build_eval_services(dataset, settings, cache)
+    try:
+        on = _best_scores(services, [dataset.queries[q] for q in sorted(dataset.queries)])
+        off = _best_scores(services, OFF_TOPIC)
+    finally:
+        services.close()
+    print("\n### Best retrieval scores per question (SciFact corpus)\n")
+    print(
+        "| set | n | cosine p1 | cosine p5 | cosine p50 | bm25 share p1 | p5 | p50 | max off-topic |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, (dense, sparse) in (("answerable (SciFact test)", on), ("off-topic", off)):
+        d = np.percentile(dense, [1, 5, 50])
+        s = np.percentile(sparse, [1, 5, 50])
+        print(
+            f"| {name} | {len(dense)} | {d[0]:.3f} | {d[1]:.3f} | {d[2]:.3f} | "
+            f"{s[0]:.3f} | {s[1]:.3f} | {s[2]:.3f} | {dense.max():.3f} / {sparse.max():.3f} |"
+        )
+    print("\n| min cosine | min bm25 share | answerable kept | off-topic refused |")
+    print("|---|---|---|---|")
+    for min_dense in (0.3, 0.32, 0.35, 0.4):
+        for min_sparse in (0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
+            kept = np.mean((on[0] >= min_dense) | (on[1] >= min_sparse))
+            refused = np.mean((off[0] < min_dense) & (off[1] < min_sparse))
+            print(f"| {min_dense} | {min_sparse} | {kept:.1%} | {refused:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
