@@ -180,6 +180,11 @@ class GeneratorSettings(BaseModel):
         "auto", description="Model dtype ('auto': bfloat16 on a capable CPU or GPU)."
     )
     max_new_tokens: int = Field(200, ge=1, le=4096, description="Longest generated answer.")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="Torch threads while generating (0 = all cores; 1 helps on a busy host).",
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy decoding.")
     context_length: int | None = Field(
         None, description="Override the model's context length (tokens)."

@@ -34,10 +34,9 @@ def cli_settings(config: str | None = None) -> Settings:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("pypdf", "jieba", "sentence_transformers", "transformers", "httpx"):
+    for noisy in ("jieba", "sentence_transformers", "transformers", "httpx"):
         if logging.getLogger(noisy).level == logging.NOTSET:
             logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 

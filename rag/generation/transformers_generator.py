@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError, GeneratorUnavailable, InvalidInput
-from rag.hardware import cpu_has_fast_bf16
+from rag.hardware import cpu_has_fast_bf16, usable_cores
 from rag.settings import GeneratorSettings
 
 if TYPE_CHECKING:
@@ -592,6 +592,8 @@ class TransformersGenerator:
             if cancel is not None and cancel.is_set():
                 raise GeneratorUnavailable("generation was cancelled before it started")
             started = time.perf_counter()
+            # torch's thread count is process-wide and the embedder sets its own.
+            torch.set_num_threads(self.settings.threads or usable_cores())
             try:
                 with torch.inference_mode():
                     output = self._model.generate(**inputs, **kwargs)

@@ -36,7 +36,7 @@ def test_chat_completion(oa):
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "What is this document?"},
             {"role": "assistant", "content": "A two-column sample."},
-            {"role": "user", "content": "What does the Lorem Ipsum document contain?"},
+            {"role": "user", "content": "What is the lorem ipsum dolor sit amet text?"},
         ],
     )
     assert completion.id.startswith("chatcmpl-") and completion.object == "chat.completion"
@@ -52,7 +52,7 @@ def test_chat_completion(oa):
 def test_chat_completion_stream(oa):
     stream = oa.chat.completions.create(
         model="papers",
-        messages=[{"role": "user", "content": "What does the Lorem Ipsum document contain?"}],
+        messages=[{"role": "user", "content": "What is the lorem ipsum dolor sit amet text?"}],
         stream=True,
     )
     chunks = list(stream)

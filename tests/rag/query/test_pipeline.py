@@ -150,7 +150,9 @@ def test_document_and_page_filters(services) -> None:
 @pytest.mark.slow
 def test_bundled_generator_end_to_end(services, real_generator) -> None:
     services.register_generator("transformers", real_generator)
-    answer = services.pipeline().ask("How many days of paid annual leave do employees get?")
+    answer = services.pipeline().ask(
+        "How many days of paid annual leave do employees get?", generator="transformers"
+    )
     assert answer.generator == "transformers" and answer.answer.strip()
     assert answer.citations, answer
     assert any(c.filename == "acme-employee-handbook.pdf" for c in answer.citations)
