@@ -11,7 +11,7 @@ from rich.table import Table
 
 from eval.beir import load_beir
 from eval.report import write_report
-from eval.runner import SCIFACT_REFERENCES, evaluate
+from eval.runner import MODES, SCIFACT_REFERENCES, evaluate
 from rag.errors import RagError
 
 console = Console(stderr=True)
@@ -25,10 +25,14 @@ def run_eval_command(
     out_dir: Path | None,
     config: str | None,
     *,
-    rrf_k: int | None = None,
-    dense_weight: float | None = None,
+    rrf_k: str | int | None = None,
+    dense_weight: str | float | None = None,
 ) -> int:
-    """Run an evaluation and write its report; returns the exit code (0 ok, 1 failed, 2 usage)."""
+    """Run an evaluation and write its report; returns the exit code (0 ok, 1 failed, 2 usage).
+
+    ``rrf_k`` and ``dense_weight`` may be comma lists: each value adds a row
+    (e.g. ``hybrid-rrf k=20``) computed on the same cached knowledge base.
+    """
     from rag.cli.common import cli_settings
 
     try:
@@ -61,11 +65,26 @@ def run_eval_command(
                 settings,
                 mode_list,
                 settings.data_dir / "eval-cache",
-                rrf_k=rrf_k,
-                dense_weight=dense_weight,
                 ks=sorted({1, 5, 10, 100, k}),
                 progress=progress,
             )
+            for name, values, mode in (
+                ("k", _values(rrf_k, int), "hybrid-rrf"),
+                ("w", _values(dense_weight, float), "hybrid-weighted"),
+            ):
+                for value in values:
+                    extra = evaluate(
+                        dataset,
+                        settings,
+                        [mode],
+                        settings.data_dir / "eval-cache",
+                        ks=sorted({1, 5, 10, 100, k}),
+                        progress=progress,
+                        **({"rrf_k": value} if name == "k" else {"dense_weight": value}),
+                    )
+                    label = f"{mode} {name}={value}"
+                    result.metrics[label] = extra.metrics[mode]
+                    result.per_query[label] = extra.per_query[mode]
     except RagError as exc:
         console.print(f"[red]error:[/red] {exc.message}", highlight=False)
         return 2 if exc.code in ("invalid_input", "parse_error") else 1
@@ -96,5 +115,60 @@ def run_eval_command(
     Console().print(
         f"results: {paths.json}\ntable:   {paths.markdown}\nchart:   {paths.chart}",
         highlight=False,
+    )
+    return 0
+
+
+def _values(raw: str | int | float | None, kind: type) -> list:
+    """Parse a comma list of sweep values ("20,40,60")."""
+    if raw is None:
+        return []
+    try:
+        return [kind(v) for v in str(raw).split(",") if v.strip()]
+    except ValueError as exc:
+        from rag.errors import InvalidInput
+
+        raise InvalidInput(f"expected a comma list of numbers, got {raw!r}") from exc
+
+
+def run_user_eval_command(
+    questions: Path,
+    modes: str,
+    k: int,
+    out_dir: Path | None,
+    collections: tuple[str, ...],
+    config: str | None,
+) -> int:
+    """Evaluate an existing knowledge base on a JSONL file of questions; returns the exit code."""
+    from eval.user_eval import COLUMNS, evaluate_user_questions, write_user_report
+    from rag.cli.common import cli_settings
+    from rag.services import build_services
+
+    try:
+        settings = cli_settings(config)
+        mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+        unknown = [m for m in mode_list if m not in MODES]
+        if unknown or k < 1:
+            console.print(f"[red]error:[/red] unknown mode {unknown} or --k {k} < 1")
+            return 2
+        services = build_services(settings)
+        try:
+            result = evaluate_user_questions(services, questions, collections, mode_list, k)
+        finally:
+            services.close()
+    except RagError as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        return 2 if exc.code in ("invalid_input", "parse_error") else 1
+    out = out_dir or settings.data_dir / "eval" / f"questions-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    paths = write_user_report(out, result)
+    table = Table(title=f"{questions.name} ({result['questions']} questions, k = {k})")
+    table.add_column("mode")
+    for column in COLUMNS:
+        table.add_column(column)
+    for mode, metrics in result["metrics"].items():
+        table.add_row(mode, *("–" if metrics[c] is None else f"{metrics[c]:.4f}" for c in COLUMNS))
+    Console().print(table)
+    Console().print(
+        f"results: {paths[0]}\ntable:   {paths[1]}\nchart:   {paths[2]}", highlight=False
     )
     return 0

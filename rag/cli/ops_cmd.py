@@ -120,17 +120,37 @@ def serve(
 
 
 def eval_command(
-    dataset_dir: Annotated[Path, typer.Argument(help="BEIR-format dataset folder.")],
-    split: Annotated[str, typer.Option("--split")] = "test",
+    dataset_dir: Annotated[
+        Path,
+        typer.Argument(help="BEIR-format dataset folder, or a JSONL file of your own questions."),
+    ],
+    split: Annotated[str, typer.Option("--split", help="qrels split")] = "test",
     modes: Annotated[str, typer.Option("--modes")] = "bm25,dense,hybrid-rrf,hybrid-weighted",
-    k: Annotated[int, typer.Option("--k")] = 10,
-    out_dir: Annotated[Path | None, typer.Option("--out")] = None,
+    k: Annotated[int, typer.Option("--k", help="cut-off for recall / hit rate")] = 10,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="report folder")] = None,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option("--collection", "-c", help="collections to search (questions file only)"),
+    ] = None,
+    rrf_k: Annotated[
+        str | None, typer.Option("--rrf-k", help="RRF k, or a comma list to sweep")
+    ] = None,
+    dense_weight: Annotated[
+        str | None, typer.Option("--dense-weight", help="weighted-fusion weight(s) to sweep")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Evaluate retrieval on a BEIR dataset (see `eval/`)."""
-    from eval.cli import run_eval_command
+    """Evaluate retrieval: a BEIR dataset, or your questions against a collection."""
+    from eval.cli import run_eval_command, run_user_eval_command
 
-    code = run_eval_command(dataset_dir, split, modes, k, out_dir, config)
+    if dataset_dir.is_file():
+        code = run_user_eval_command(
+            dataset_dir, modes, k, out_dir, tuple(collection or ()), config
+        )
+    else:
+        code = run_eval_command(
+            dataset_dir, split, modes, k, out_dir, config, rrf_k=rrf_k, dense_weight=dense_weight
+        )
     raise typer.Exit(code)
 
 

@@ -63,3 +63,73 @@ def test_eval_command_writes_report(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert results["metrics"]["bm25"]["ndcg@10"] > 0.8
     assert run_eval_command(data, "test", "bm25,nonsense", 10, out, None) == 2
     assert run_eval_command(tmp_path / "missing", "test", "bm25", 10, out, None) == 2
+
+
+def test_sweep_adds_a_row_per_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    data = write_zh_dataset(tmp_path / "zh")
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RAG_EMBEDDING__MODEL", "hashing:256")
+    out = tmp_path / "out"
+    code = run_eval_command(data, "test", "bm25", 10, out, None, rrf_k="20,60", dense_weight="0.3")
+    assert code == 0
+    metrics = json.loads((out / "results.json").read_text())["metrics"]
+    assert set(metrics) == {"bm25", "hybrid-rrf k=20", "hybrid-rrf k=60", "hybrid-weighted w=0.3"}
+    assert run_eval_command(data, "test", "bm25", 10, out, None, rrf_k="x") == 2
+
+
+def test_user_questions_against_an_existing_collection(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from rag.cli.main import app
+    from tests.conftest import PROJECT_ROOT
+
+    env = {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDING__MODEL": "hashing:256"}
+    runner = CliRunner()
+    pdf = PROJECT_ROOT / "data" / "acme-employee-handbook.pdf"
+    assert (
+        runner.invoke(app, ["ingest", str(pdf), str(PROJECT_ROOT / "data")], env=env).exit_code == 0
+    )
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        {
+            "question": "When is a doctor's certificate required?",
+            "document": "acme-employee-handbook.pdf",
+            "page": 2,
+        },
+        {
+            "question": "How much is the training budget per year?",
+            "document": "acme-employee-handbook.pdf",
+            "page": 3,
+        },
+        {"question": "普洱茶属于哪一类茶？", "document": "tea-culture-zh.md"},
+    ]
+    questions.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(questions),
+            "-c",
+            "default",
+            "--modes",
+            "bm25,hybrid-weighted",
+            "--k",
+            "5",
+            "--out",
+            str(out),
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.stdout
+    report = json.loads((out / "results.json").read_text())
+    assert report["metrics"]["hybrid-weighted"]["document_hit"] == 1.0
+    assert report["metrics"]["bm25"]["page_hit"] == 1.0
+    assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    questions.write_text('{"question": "x"}\n')
+    bad = runner.invoke(app, ["eval", str(questions)], env=env)
+    assert bad.exit_code == 2 and "line 1" in (bad.stdout + (bad.stderr or ""))
