@@ -509,10 +509,12 @@ class KnowledgeBase:
     # --------------------------------------------------------------------- reads
     def collection_ids(self, names: Sequence[str] | None) -> list[int]:
         """Ids of the named collections (all when None)."""
-        infos = self.list_collections()
+        # Names and ids only: this runs on every query, and counting chunks would
+        # scan the whole chunks table (12 ms at 100k chunks).
+        with self.sessions() as session:
+            by_name = dict(session.execute(select(Collection.name, Collection.id)).all())
         if not names:
-            return [info.id for info in infos]
-        by_name = {info.name: info.id for info in infos}
+            return sorted(by_name.values())
         missing = [n for n in names if n not in by_name]
         if missing:
             raise CollectionNotFound(f"no collection named {missing[0]!r}")
