@@ -12,6 +12,7 @@ import pytest
 
 from eval.bench import bench_api, bench_query, run_all
 from eval.bench.common import fmt_ms, markdown_table, percentiles_ms, ratio
+from tests.conftest import shared_path
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +98,7 @@ def test_run_all_passes_quick_arguments() -> None:
 def test_run_all_quick_runs_one_benchmark_in_a_subprocess(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
+    shared_path("scifact")  # the benchmark reads SciFact claims and texts
     status = run_all.main(["--quick", "--only", "bench_query"])
 
     out = capfd.readouterr().out
