@@ -241,50 +241,32 @@ class IngestService:
         collection: str | None = None,
         replace: bool | None = None,
         progress: ProgressCallback | None = None,
+        group_size: int = 200,
     ) -> list[IngestOutcome]:
-        """Bulk path: chunk every file, embed all chunks in large batches, commit each file.
+        """Bulk path: a pipeline of prepare → embed → commit over groups of files.
 
-        Embedding many small files one by one wastes the batch; here the
-        embedder sees all chunks at once. Each document is still committed
-        through the one write path, so each is all-or-nothing.
+        Embedding many small files one by one wastes the batch, and the
+        per-file SQL transactions and fsyncs leave the cores idle. So groups
+        of files are embedded in a background thread while the main thread
+        commits the previous group and prepares the next (torch releases the
+        GIL). Each document is still committed through the one write path, so
+        each is all-or-nothing.
         """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         report = progress or _noop
         collection = collection or self.settings.default_collection
         self.kb.create_collection(collection, exist_ok=True)
         replace = self.settings.replace_versions if replace is None else replace
         outcomes: dict[int, IngestOutcome] = {}
-        ready: list[tuple[int, _Prepared]] = []
-        with self.kb.ingest_lock.hold(shared=True):
-            for position, (filename, data) in enumerate(files):
-                filename = Path(filename).name or "unnamed"
-                try:
-                    self.check_size(len(data), filename)
-                except FileTooLarge as exc:
-                    outcomes[position] = self._failed_without_bytes(
-                        filename, collection, len(data), exc
-                    )
-                    continue
-                existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
-                if existing is not None:
-                    outcomes[position] = IngestOutcome(
-                        filename=existing.filename,
-                        collection=collection,
-                        action="existing",
-                        status=existing.status,
-                        document_id=existing.id,
-                        pages=existing.pages,
-                        chunks=existing.chunks,
-                    )
-                    continue
-                doc_id = self.begin(data, filename, collection).id
-                try:
-                    ready.append((position, self._prepare(data, filename, doc_id, None, _noop)))
-                except Exception as exc:  # noqa: BLE001
-                    outcomes[position] = self._failure(doc_id, filename, collection, exc)
-            all_chunks = [chunk for _, prep in ready for chunk in prep.chunks]
-            vectors = self._embed(all_chunks, sum(p.pages for _, p in ready), report)
+        positions = list(range(len(files)))
+        groups = [positions[i : i + group_size] for i in range(0, len(positions), group_size)]
+        total_chunks = 0
+        embedded = 0
+
+        def commit(batch: list[tuple[int, _Prepared]], vectors: np.ndarray) -> None:
             offset = 0
-            for position, prep in ready:
+            for position, prep in batch:
                 part = vectors[offset : offset + len(prep.chunks)]
                 offset += len(prep.chunks)
                 try:
@@ -293,7 +275,64 @@ class IngestService:
                     outcomes[position] = self._failure(
                         prep.document_id, prep.filename, collection, exc
                     )
+
+        with self.kb.ingest_lock.hold(shared=True), ThreadPoolExecutor(1) as embedder:
+            in_flight: tuple[list[tuple[int, _Prepared]], Future[np.ndarray]] | None = None
+            for group in [*groups, None]:
+                batch = self._prepare_group(files, group, collection, outcomes) if group else []
+                if in_flight is not None:
+                    previous, future = in_flight
+                    vectors = future.result()
+                    embedded += len(vectors)
+                    report(IngestProgress("embedding", 0, total_chunks, embedded))
+                    in_flight = None
+                else:
+                    previous, vectors = [], np.zeros((0, 1), dtype=np.float32)
+                if batch:
+                    texts = [c.text for _, prep in batch for c in prep.chunks]
+                    total_chunks += len(texts)
+                    in_flight = (batch, embedder.submit(self.embedder.embed_documents, texts))
+                commit(previous, vectors)
         return [outcomes[i] for i in range(len(files))]
+
+    def _prepare_group(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        group: list[int],
+        collection: str,
+        outcomes: dict[int, IngestOutcome],
+    ) -> list[tuple[int, _Prepared]]:
+        """Check, deduplicate, create rows for, parse and chunk one group of files."""
+        ready: list[tuple[int, _Prepared]] = []
+        for position in group:
+            filename, data = files[position]
+            filename = Path(filename).name or "unnamed"
+            try:
+                self.check_size(len(data), filename)
+            except FileTooLarge as exc:
+                outcomes[position] = self._failed_without_bytes(
+                    filename, collection, len(data), exc
+                )
+                continue
+            existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
+            if existing is not None:
+                outcomes[position] = IngestOutcome(
+                    filename=existing.filename,
+                    collection=collection,
+                    action="existing",
+                    status=existing.status,
+                    document_id=existing.id,
+                    pages=existing.pages,
+                    chunks=existing.chunks,
+                )
+                continue
+            doc_id = self.begin(data, filename, collection).id
+            try:
+                prep = self._prepare(data, filename, doc_id, None, _noop, fresh=True)
+                ready.append((position, prep))
+            except Exception as exc:  # noqa: BLE001
+                outcomes[position] = self._failure(doc_id, filename, collection, exc)
+        return ready
 
     def _prepare(
         self,
@@ -302,9 +341,12 @@ class IngestService:
         document_id: str,
         password: str | None,
         report: ProgressCallback,
+        *,
+        fresh: bool = False,
     ) -> _Prepared:
         """Parse, clean and chunk (no store is touched but the document's status)."""
-        self.kb.update_document(document_id, status="processing")
+        if not fresh:  # a queued upload: say it is being worked on
+            self.kb.update_document(document_id, status="processing")
         media_type = sniff_media_type(data, filename)
         report(IngestProgress("parsing"))
         parsed = get_parser(media_type).parse(data, password=password)
@@ -340,9 +382,13 @@ class IngestService:
             if replace
             else []
         )
-        self.kb.update_document(prep.document_id, media_type=prep.media_type)
         doc = self.kb.commit_document(
-            prep.document_id, prep.chunks, vectors, page_count=prep.pages, replaces=old
+            prep.document_id,
+            prep.chunks,
+            vectors,
+            page_count=prep.pages,
+            replaces=old,
+            media_type=prep.media_type,
         )
         report(IngestProgress("done", prep.pages, n, n))
         return IngestOutcome(

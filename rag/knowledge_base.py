@@ -198,13 +198,32 @@ class KnowledgeBase:
         return self.get_collection(name)
 
     def get_collection(self, name: str) -> CollectionInfo:
-        """One collection by name (CollectionNotFound if absent)."""
-        for info in self.list_collections():
-            if info.name == name:
-                return info
-        raise CollectionNotFound(
-            f"no collection named {name!r}; list them with `rag collections list`"
+        """One collection by name, with its sizes (CollectionNotFound if absent)."""
+        ref = self._collection_ref(name)
+        with self.sessions() as session:
+            documents = session.scalar(
+                select(func.count()).select_from(Document).where(Document.collection_id == ref.id)
+            )
+            chunks = session.scalar(
+                select(func.count()).select_from(ChunkRow).where(ChunkRow.collection_id == ref.id)
+            )
+        return CollectionInfo(
+            ref.id, ref.name, int(documents or 0), int(chunks or 0), ref.created_at
         )
+
+    def _collection_ref(self, name: str) -> CollectionInfo:
+        """Id and name of a collection without counting anything (the hot-path lookup)."""
+        with self.sessions() as session:
+            row = session.execute(
+                select(Collection.id, Collection.name, Collection.created_at).where(
+                    Collection.name == name
+                )
+            ).first()
+        if row is None:
+            raise CollectionNotFound(
+                f"no collection named {name!r}; list them with `rag collections list`"
+            )
+        return CollectionInfo(row.id, row.name, 0, 0, row.created_at)
 
     def list_collections(self) -> list[CollectionInfo]:
         """All collections with document and chunk counts."""
@@ -262,7 +281,7 @@ class KnowledgeBase:
     # ------------------------------------------------------------------ documents
     def find_ready_by_sha(self, collection: str, sha256: str) -> DocumentInfo | None:
         """The ready document with these bytes in the collection, if any."""
-        info = self.get_collection(collection)
+        info = self._collection_ref(collection)
         with self.sessions() as session:
             doc = session.scalar(
                 select(Document).where(
@@ -275,7 +294,7 @@ class KnowledgeBase:
 
     def ready_versions(self, collection: str, filename: str) -> list[DocumentInfo]:
         """Ready documents of that file name in the collection, newest first."""
-        info = self.get_collection(collection)
+        info = self._collection_ref(collection)
         with self.sessions() as session:
             docs = session.scalars(
                 select(Document)
@@ -300,7 +319,7 @@ class KnowledgeBase:
         status: str = DocumentStatus.PROCESSING.value,
     ) -> DocumentInfo:
         """Create the document row (not searchable yet) and keep the original bytes."""
-        info = self.get_collection(collection)
+        info = self._collection_ref(collection)
         with self.sessions.begin() as session:
             latest = session.scalar(
                 select(func.max(Document.version)).where(
@@ -359,7 +378,7 @@ class KnowledgeBase:
             query = select(Document, Collection.name).join(Collection)
             count = select(func.count()).select_from(Document).join(Collection)
             if collection is not None:
-                self.get_collection(collection)
+                self._collection_ref(collection)
                 query = query.where(Collection.name == collection)
                 count = count.where(Collection.name == collection)
             if status is not None:
@@ -408,6 +427,7 @@ class KnowledgeBase:
         *,
         page_count: int,
         replaces: Sequence[str] = (),
+        media_type: str | None = None,
     ) -> DocumentInfo:
         """Make a document searchable: the one write path for additions.
 
@@ -420,7 +440,7 @@ class KnowledgeBase:
             raise InvalidInput("a document needs at least one chunk to be searchable")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         doc = self.get_document(doc_id)
-        collection = self.get_collection(doc.collection)
+        collection = self._collection_ref(doc.collection)
         indexes = self._collection_indexes(collection.id)
         with indexes.writer, self.writer_lock.hold():
             with self.sessions.begin() as session:
@@ -464,6 +484,8 @@ class KnowledgeBase:
                 row.status = DocumentStatus.READY.value
                 row.error = None
                 row.page_count = page_count
+                if media_type:
+                    row.media_type = media_type
                 row.chunk_count = len(chunks)
                 session.flush()
                 seq = entry.seq
@@ -481,7 +503,7 @@ class KnowledgeBase:
     def delete_document(self, doc_id: str) -> DocumentInfo:
         """Delete a document from SQL, FAISS and BM25 (the one write path for removals)."""
         doc = self.get_document(doc_id)
-        collection = self.get_collection(doc.collection)
+        collection = self._collection_ref(doc.collection)
         indexes = self._collection_indexes(collection.id)
         with indexes.writer, self.writer_lock.hold():
             with self.sessions.begin() as session:

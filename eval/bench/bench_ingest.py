@@ -54,6 +54,10 @@ def _run(name: str, files: list[tuple[str, bytes]], embedding: dict) -> dict:
         services.kb.autoflush = False
         service = IngestService(services.kb, services.embedder, settings.ingest)
         services.embedder.embed_query("warm up")
+        # Raw rate measured before and after the pipeline on the same texts (the
+        # host is noisy and the first pass warms oneDNN's kernel caches).
+        warm_texts = [data.decode("utf-8", "ignore")[:1500] for _, data in files[:64]]
+        services.embedder.embed_documents(warm_texts)
         started = time.perf_counter()
         outcomes = service.ingest_many(files)
         services.kb.flush()
@@ -64,9 +68,12 @@ def _run(name: str, files: list[tuple[str, bytes]], embedding: dict) -> dict:
                 texts += [c.text for c in services.kb.document_chunks(outcome.document_id)]
         pages = sum(o.pages for o in outcomes if o.ok)
         tokens = sum(services.embedder.token_counter.count_tokens(texts))
-        started = time.perf_counter()
-        services.embedder.embed_documents(texts)
-        raw_seconds = time.perf_counter() - started
+        raw_runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            services.embedder.embed_documents(texts)
+            raw_runs.append(time.perf_counter() - started)
+        raw_seconds = min(raw_runs)
         services.close()
     return {
         "corpus": name,
