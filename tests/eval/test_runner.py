@@ -14,9 +14,12 @@ from tests.eval.zh_corpus import write_zh_dataset
 
 pytestmark = pytest.mark.integration
 
-# Measured on this slice (20 test queries + 200 distractors) with the bundled
-# models: see the closing note; the full test split gives the README figures.
-SLICE_NDCG_FLOOR = 0.60
+# nDCG@10 of the default hybrids on the full SciFact test split (README); a slice
+# with fewer distractors is easier, so it must do at least as well.
+FULL_RUN_NDCG = {"hybrid-rrf": 0.7077, "hybrid-weighted": 0.7257}
+# Measured on this slice (20 test queries + 200 distractors, seed 0): rrf 0.935,
+# weighted 0.895; the floors leave 0.05 for numeric noise (bf16, threads).
+SLICE_NDCG_FLOOR = {"hybrid-rrf": 0.88, "hybrid-weighted": 0.84}
 
 
 @pytest.mark.slow
@@ -26,9 +29,11 @@ def test_scifact_slice_hybrid_finds_relevant_documents(
     dataset = slice_beir(load_beir(scifact_dir, "test"), n_queries=20, extra_docs=200, seed=0)
     settings = load_settings(data_dir=tmp_path / "data")
     result = evaluate(dataset, settings, list(MODES), tmp_path / "cache", embedder=real_embedder)
+    for mode, floor in SLICE_NDCG_FLOOR.items():
+        ndcg = result.metrics[mode]["ndcg@10"]
+        assert ndcg >= max(floor, FULL_RUN_NDCG[mode]), (mode, result.metrics)
     hybrid = result.metrics["hybrid-rrf"]
-    assert hybrid["ndcg@10"] >= SLICE_NDCG_FLOOR, result.metrics
-    assert hybrid["recall@10"] >= 0.8
+    assert hybrid["recall@10"] >= 0.95
     top = {qid: max(run, key=run.get) for qid, run in result.runs["hybrid-rrf"].items() if run}
     first_relevant = sum(top[q] in dataset.qrels[q] for q in top) / len(top)
     assert first_relevant >= 0.6  # a known relevant document is ranked first for most claims
