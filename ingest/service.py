@@ -86,6 +86,19 @@ def _noop(_: IngestProgress) -> None:
     return None
 
 
+def _existing(doc: DocumentInfo, collection: str) -> IngestOutcome:
+    """The outcome for bytes already ingested in the collection."""
+    return IngestOutcome(
+        filename=doc.filename,
+        collection=collection,
+        action="existing",
+        status=doc.status,
+        document_id=doc.id,
+        pages=doc.pages,
+        chunks=doc.chunks,
+    )
+
+
 class IngestService:
     """Turns files into searchable documents.
 
@@ -175,15 +188,7 @@ class IngestService:
                 return self._failed_without_bytes(filename, collection, len(data), exc)
             existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
             if existing is not None:
-                return IngestOutcome(
-                    filename=existing.filename,
-                    collection=collection,
-                    action="existing",
-                    status=existing.status,
-                    document_id=existing.id,
-                    pages=existing.pages,
-                    chunks=existing.chunks,
-                )
+                return _existing(existing, collection)
             document_id = self.begin(data, filename, collection).id
         return self._process(data, filename, collection, document_id, password, replace, report)
 
@@ -316,15 +321,7 @@ class IngestService:
                 continue
             existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
             if existing is not None:
-                outcomes[position] = IngestOutcome(
-                    filename=existing.filename,
-                    collection=collection,
-                    action="existing",
-                    status=existing.status,
-                    document_id=existing.id,
-                    pages=existing.pages,
-                    chunks=existing.chunks,
-                )
+                outcomes[position] = _existing(existing, collection)
                 continue
             doc_id = self.begin(data, filename, collection).id
             try:

@@ -24,7 +24,6 @@ Run: ``python -m eval.bench.bench_api`` (about 3-4 minutes on 2 cores);
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import threading
 import time
@@ -34,9 +33,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-import uvicorn
 
 from api.app import create_app
+from api.live_server import LiveServer
 from eval.bench.common import (
     DEFAULT_PDFS,
     DEFAULT_SCIFACT,
@@ -62,32 +61,6 @@ REQUEST_TIMEOUT_S = 600.0
 # PERFORMANCE.md: "a 100-page PDF searchable within 10 s of upload".
 TARGET_100_PAGES_S = 10.0
 TARGET_DECODE_TOK_S = 16.0
-
-
-class LiveServer:
-    """uvicorn serving an app in a thread on a free 127.0.0.1 port (as tests/api/conftest.py)."""
-
-    def __init__(self, app: Any) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
 
 
 def run_load(url: str, bodies: Sequence[dict[str, Any]], clients: int) -> dict[str, Any]:

@@ -12,9 +12,6 @@ Needs ``/usr/bin/chromium`` (``apt-get install chromium``); never downloads a br
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,12 +39,6 @@ SCREENSHOT_DIR = PROJECT_ROOT / "artifacts" / "browser"
 TIMEOUT_MS = 120_000
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _squash(text: str) -> str:
     """Lowercase letters and digits only, so PDF line breaks and hyphenation don't matter."""
     text = unicodedata.normalize("NFKC", text).lower()
@@ -63,33 +54,12 @@ def _pdf_page_text(pdf: Path, page: int) -> str:
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[str]:
     """Base URL of a uvicorn server running the real app in a background thread."""
-    uvicorn = pytest.importorskip("uvicorn")
     from api.app import create_app
-    from rag.settings import load_settings
+    from api.live_server import LiveServer
+    from tests.conftest import fast_settings
 
-    settings = load_settings(
-        data_dir=tmp_path,
-        embedding={"model": "hashing:256"},
-        generator={"backend": "extractive"},
-    )
-    app = create_app(settings)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-browser-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("uvicorn server thread died during startup")
-        if time.monotonic() > deadline:
-            pytest.fail("uvicorn server did not start within 60 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with LiveServer(create_app(fast_settings(tmp_path))) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from rag.query.retrieval import HybridRetriever
 from rag.rerank import CrossEncoderReranker
 from rag.services import Services, build_services
 from tests.conftest import fast_settings
+from tests.rag.query.fakes import RecordingGenerator
 
 pytestmark = pytest.mark.integration
 
@@ -55,28 +55,6 @@ CE_SENTENCES = [
     "cats and dogs sleep in the cold",
     "birds and fish in the ice",
 ]
-
-
-class RecordingGenerator:
-    """A Generator that answers with a fixed text and records the messages it got."""
-
-    name = "recording"
-    context_length = 4096
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.messages: list[list[dict[str, str]]] = []
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def generate(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> str:
-        self.messages.append(list(messages))
-        return self.reply
-
-    def stream(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> Iterator[str]:
-        self.messages.append(list(messages))
-        yield self.reply
 
 
 def make_tiny_cross_encoder(folder: Path) -> Path:
