@@ -91,11 +91,18 @@ def bootstrap(
         _, total = services.kb.list_documents()
         if total:
             out.print(f"knowledge base has {total} documents; nothing to bootstrap")
-            return
-        service = IngestService(services.kb, services.embedder, settings.ingest)
-        for path in collect_files([folder], recursive=False):
-            outcome = service.ingest_path(path)
-            out.print(f"{outcome.action:9} {path.name} ({outcome.chunks} chunks)", highlight=False)
+        else:
+            service = IngestService(services.kb, services.embedder, settings.ingest)
+            for path in collect_files([folder], recursive=False):
+                outcome = service.ingest_path(path)
+                out.print(
+                    f"{outcome.action:9} {path.name} ({outcome.chunks} chunks)", highlight=False
+                )
+        if settings.generator.backend == "transformers":
+            # The first load de-quantises the GGUF model (~30 s) and caches it, so the
+            # first question asked in the browser is answered without that wait.
+            out.print("loading the generator (the first run converts the bundled model)...")
+            services.generator().load()
 
 
 @handle_errors

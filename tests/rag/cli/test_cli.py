@@ -123,3 +123,15 @@ def test_ask_json_contract(env, tmp_path: Path) -> None:
     assert run(env, "ask", "x" * 2001)[0] == 2
     assert run(env, "ask", "annual leave", "--generator", "gpt-9")[0] == 2
     assert run(env, "ask", "annual leave", "--collection", "nope")[0] == 1
+
+
+def test_bootstrap_ingests_the_samples_once(env) -> None:
+    from tests.conftest import PROJECT_ROOT
+
+    code, out = run(env, "bootstrap", str(PROJECT_ROOT / "data"))
+    assert code == 0 and out.count("created") == 3
+    code, out = run(env, "bootstrap", str(PROJECT_ROOT / "data"))
+    assert code == 0 and "nothing to bootstrap" in out
+    code, out = run(env, "docs", "list", "--json")
+    names = {d["filename"] for d in json.loads(out)["documents"]}
+    assert names == {"acme-employee-handbook.pdf", "solar-energy-basics.md", "tea-culture-zh.md"}
