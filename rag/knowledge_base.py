@@ -755,7 +755,7 @@ class KnowledgeBase:
     def _replay_journal(self, indexes: CollectionIndexes) -> None:
         start = min(indexes.vectors_seq, indexes.sparse_seq)
         with self.sessions() as session:
-            entries = session.scalars(
+            rows = session.scalars(
                 select(IndexJournal)
                 .where(
                     IndexJournal.collection_id == indexes.collection_id,
@@ -763,7 +763,7 @@ class KnowledgeBase:
                 )
                 .order_by(IndexJournal.seq)
             ).all()
-            entries = [(e.seq, e.op, list(e.chunk_ids)) for e in entries]
+            entries = [(e.seq, e.op, list(e.chunk_ids)) for e in rows]
         if not entries:
             return
         for seq, op, chunk_ids in entries:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 SSE_MEDIA_TYPE = "text/event-stream"
@@ -18,7 +18,7 @@ def sse_event(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def iterate_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
+async def iterate_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncGenerator[Any, None]:
     """Yield the items of a blocking iterator that runs in one dedicated thread.
 
     One thread for the whole iteration (not one per item) keeps thread-bound
