@@ -34,6 +34,7 @@ def run_eval_command(
     *,
     rrf_k: str | int | None = None,
     dense_weight: str | float | None = None,
+    candidates: str | int | None = None,
 ) -> int:
     """Run an evaluation and write its report; returns the exit code (0 ok, 1 failed, 2 usage).
 
@@ -75,10 +76,13 @@ def run_eval_command(
                 ks=sorted({1, 5, 10, 100, k}),
                 progress=progress,
             )
-            for name, values, mode in (
+            sweeps = [
                 ("k", _values(rrf_k, int), "hybrid-rrf"),
                 ("w", _values(dense_weight, float), "hybrid-weighted"),
-            ):
+            ]
+            for mode in mode_list:  # top-k per retriever applies to every mode
+                sweeps.append(("candidates", _values(candidates, int), mode))
+            for name, values, mode in sweeps:
                 for value in values:
                     extra = evaluate(
                         dataset,
@@ -87,7 +91,7 @@ def run_eval_command(
                         settings.data_dir / "eval-cache",
                         ks=sorted({1, 5, 10, 100, k}),
                         progress=progress,
-                        **({"rrf_k": value} if name == "k" else {"dense_weight": value}),
+                        **{{"k": "rrf_k", "w": "dense_weight"}.get(name, name): value},
                     )
                     label = f"{mode} {name}={value}"
                     result.metrics[label] = extra.metrics[mode]

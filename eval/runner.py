@@ -237,6 +237,7 @@ def evaluate(
     ks: Sequence[int] = (1, 5, 10, 100),
     progress: Callable[[str, int, int], None] | None = None,
     embedder: Any | None = None,
+    candidates: int = CHUNK_CANDIDATES,
 ) -> EvalRun:
     """Ingest (or reuse) the corpus, run the modes, compute the metrics."""
     t0 = time.perf_counter()
@@ -255,6 +256,7 @@ def evaluate(
             modes,
             rrf_k=rrf_k,
             dense_weight=dense_weight,
+            candidates=candidates,
             progress=(lambda d, t: progress("queries", d, t)) if progress else None,
         )
     finally:
@@ -283,7 +285,7 @@ def evaluate(
         },
         "rrf_k": rrf_k if rrf_k is not None else r.rrf_k,
         "dense_weight": dense_weight if dense_weight is not None else r.dense_weight,
-        "candidates_per_retriever": CHUNK_CANDIDATES,
+        "candidates_per_retriever": candidates,
         "cache_key": corpus_key(dataset, settings),
     }
     return EvalRun(metrics, per_query, runs, timings, config)

@@ -145,6 +145,10 @@ def eval_command(
     dense_weight: Annotated[
         str | None, typer.Option("--dense-weight", help="weighted-fusion weight(s) to sweep")
     ] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option("--candidates", help="chunks each retriever returns, comma list to sweep"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Evaluate retrieval: a BEIR dataset, or your questions against a collection."""
@@ -156,7 +160,15 @@ def eval_command(
         )
     else:
         code = run_eval_command(
-            dataset_dir, split, modes, k, out_dir, config, rrf_k=rrf_k, dense_weight=dense_weight
+            dataset_dir,
+            split,
+            modes,
+            k,
+            out_dir,
+            config,
+            rrf_k=rrf_k,
+            dense_weight=dense_weight,
+            candidates=candidates,
         )
     raise typer.Exit(code)
 

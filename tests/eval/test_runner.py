@@ -77,10 +77,18 @@ def test_sweep_adds_a_row_per_value(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RAG_EMBEDDING__MODEL", "hashing:256")
     out = tmp_path / "out"
-    code = run_eval_command(data, "test", "bm25", 10, out, None, rrf_k="20,60", dense_weight="0.3")
+    code = run_eval_command(
+        data, "test", "bm25", 10, out, None, rrf_k="20,60", dense_weight="0.3", candidates="5"
+    )
     assert code == 0
     metrics = json.loads((out / "results.json").read_text())["metrics"]
-    assert set(metrics) == {"bm25", "hybrid-rrf k=20", "hybrid-rrf k=60", "hybrid-weighted w=0.3"}
+    assert set(metrics) == {
+        "bm25",
+        "hybrid-rrf k=20",
+        "hybrid-rrf k=60",
+        "hybrid-weighted w=0.3",
+        "bm25 candidates=5",
+    }
     assert run_eval_command(data, "test", "bm25", 10, out, None, rrf_k="x") == 2
 
 
