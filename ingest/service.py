@@ -217,27 +217,14 @@ class IngestService:
         replace: bool,
         report: ProgressCallback,
     ) -> IngestOutcome:
+        """Prepare, embed and commit one file under the shared ingest lock; never raises."""
         with self.kb.ingest_lock.hold(shared=True):
-            return self._process_locked(
-                data, filename, collection, document_id, password, replace, report
-            )
-
-    def _process_locked(
-        self,
-        data: bytes,
-        filename: str,
-        collection: str,
-        document_id: str,
-        password: str | None,
-        replace: bool,
-        report: ProgressCallback,
-    ) -> IngestOutcome:
-        try:
-            prepared = self._prepare(data, filename, document_id, password, report)
-            vectors = self._embed(prepared.chunks, prepared.pages, report)
-            return self._commit(prepared, collection, vectors, replace, report)
-        except Exception as exc:  # noqa: BLE001 - reported in the outcome, never raised
-            return self._failure(document_id, filename, collection, exc)
+            try:
+                prepared = self._prepare(data, filename, document_id, password, report)
+                vectors = self._embed(prepared.chunks, prepared.pages, report)
+                return self._commit(prepared, collection, vectors, replace, report)
+            except Exception as exc:  # noqa: BLE001 - reported in the outcome, never raised
+                return self._failure(document_id, filename, collection, exc)
 
     def ingest_many(
         self,

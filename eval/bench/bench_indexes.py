@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from eval.bench.common import percentiles_ms, time_each
 from rag.index.bm25 import BM25Index
 from rag.index.faiss_index import FaissVectorIndex
 from rag.text.terms import tokenize
@@ -51,22 +52,6 @@ def load_average() -> str:
         return f"{os.getloadavg()[0]:.1f}"
     except (AttributeError, OSError):
         return "n/a"
-
-
-def time_each(fn: Callable[[T], object], items: Sequence[T]) -> list[float]:
-    """Seconds each ``fn(item)`` takes."""
-    out = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def percentiles_ms(samples: Sequence[float]) -> tuple[float, float]:
-    """(p50, p95) of ``samples`` (seconds) in milliseconds."""
-    values = np.asarray(samples) * 1000
-    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
 def fmt_ms(value: float) -> str:
