@@ -19,6 +19,7 @@ from ingest.cleaning import clean_pages
 from ingest.parsers import get_parser
 from ingest.sniff import sniff_media_type
 from rag.errors import EmptyDocument, FileTooLarge, RagError
+from rag.faults import kill_point
 from rag.knowledge_base import KnowledgeBase, file_sha256
 from rag.protocols import Embedder
 from rag.records import DocumentInfo
@@ -275,6 +276,7 @@ class IngestService:
                 if in_flight is not None:
                     previous, future = in_flight
                     vectors = future.result()
+                    kill_point("embed.batch")
                     embedded += len(vectors)
                     report(IngestProgress("embedding", 0, total_chunks, embedded))
                     in_flight = None
@@ -416,6 +418,7 @@ class IngestService:
             texts = [c.text for c in chunks[start : start + step]]
             parts.append(self.embedder.embed_documents(texts))
             report(IngestProgress("embedding", pages, len(chunks), start + len(texts)))
+            kill_point("embed.batch")
         return np.concatenate(parts, axis=0)
 
     def _failed_without_bytes(

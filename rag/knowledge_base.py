@@ -32,6 +32,7 @@ from rag.db.models import (
     IndexJournal,
 )
 from rag.errors import CollectionNotFound, Conflict, DocumentNotFound, InvalidInput
+from rag.faults import kill_point
 from rag.index.atomic import atomic_write_bytes
 from rag.index.bm25 import BM25Index
 from rag.index.faiss_index import FaissVectorIndex
@@ -190,12 +191,29 @@ class KnowledgeBase:
                     if not exist_ok:
                         raise Conflict(f"collection {name!r} already exists")
                 else:
-                    session.add(Collection(name=name, embedding_model=self.embedding_model))
+                    row = Collection(name=name, embedding_model=self.embedding_model)
+                    session.add(row)
+                    session.flush()
+                    self._discard_stale_index_files(row.id)
         except IntegrityError as exc:
             # Another thread or process created it between our check and our insert.
             if not exist_ok:
                 raise Conflict(f"collection {name!r} already exists") from exc
         return self.get_collection(name)
+
+    def _discard_stale_index_files(self, collection_id: int) -> None:
+        """Remove index files a new collection's id may inherit.
+
+        SQLite reuses the id of a deleted collection; a process killed after
+        deleting its rows but before its files leaves those files behind.
+        """
+        with self._indexes_lock:
+            self._indexes.pop(collection_id, None)
+        directory = self.index_dir / f"c{collection_id}"
+        if directory.exists():
+            log.warning("removing stale index files collection_id=%d", collection_id)
+            for path in directory.glob("*"):
+                path.unlink(missing_ok=True)
 
     def get_collection(self, name: str) -> CollectionInfo:
         """One collection by name, with its sizes (CollectionNotFound if absent)."""
@@ -266,6 +284,7 @@ class KnowledgeBase:
                 session.execute(delete(Document).where(Document.collection_id == info.id))
                 session.execute(delete(IndexJournal).where(IndexJournal.collection_id == info.id))
                 session.execute(delete(Collection).where(Collection.id == info.id))
+            kill_point("collection_delete.sql_done")
             with indexes.rw.write():
                 with self._indexes_lock:
                     self._indexes.pop(info.id, None)
@@ -340,6 +359,7 @@ class KnowledgeBase:
             result = _document_info(doc, info.name)
         if data is not None:
             atomic_write_bytes(self.files_dir / result.id, data)
+        kill_point("document.begun")
         return result
 
     def update_document(self, doc_id: str, **fields: object) -> None:
@@ -489,11 +509,13 @@ class KnowledgeBase:
                 row.chunk_count = len(chunks)
                 session.flush()
                 seq = entry.seq
+            kill_point("commit.sql_done")
             ids = np.asarray(new_ids, dtype=np.int64)
             with indexes.rw.write():
                 if removed_ids:
                     self._remove_from_indexes(indexes, removed_ids)
                 self._add_to_indexes(indexes, ids, vectors, [c.text for c in chunks])
+            kill_point("commit.indexed")
             self._after_write(indexes, seq)
         for old_id in replaces:
             (self.files_dir / old_id).unlink(missing_ok=True)
@@ -520,6 +542,7 @@ class KnowledgeBase:
                     session.add(entry)
                     session.flush()
                     seq = entry.seq
+            kill_point("delete.sql_done")
             if seq is not None:
                 with indexes.rw.write():
                     self._remove_from_indexes(indexes, chunk_ids)
@@ -779,6 +802,7 @@ class KnowledgeBase:
                     vectors=seq > indexes.vectors_seq,
                     sparse=seq > indexes.sparse_seq,
                 )
+            kill_point("replay.entry")
         log.info(
             "journal replayed collection_id=%d entries=%d", indexes.collection_id, len(entries)
         )
@@ -882,8 +906,10 @@ class KnowledgeBase:
             if indexes.vectors is not None:
                 indexes.vectors.save(indexes.directory / f"vectors.{seq}.faiss")
                 indexes.vectors_seq = seq
+            kill_point("persist.between_files")
             indexes.sparse.save(indexes.directory / f"bm25.{seq}.npz")
             indexes.sparse_seq = seq
+        kill_point("persist.before_prune")
         for path in indexes.directory.iterdir():
             match = _INDEX_FILE.match(path.name)
             if match and int(match.group(2)) < seq:

@@ -1,4 +1,9 @@
-"""Kill -9 at random points during ingestion; every restart finds the stores consistent."""
+"""Kill -9 at named points of the write path; every restart finds the stores consistent.
+
+Kills are placed by progress, not by clock (``rag.faults``): the CLI process
+sends itself SIGKILL the Nth time it reaches a point, so every kill lands
+inside the work on a fast or a slow machine, and the test fails if one does not.
+"""
 
 from __future__ import annotations
 
@@ -8,74 +13,165 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from rag.faults import ENV_VAR, KILL_POINTS
 from rag.services import build_services
 from tests.conftest import fast_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RAG = [sys.executable, "-m", "rag.cli.main"]
+NOTES = 3
+
+# (command, kill point, pass). Runs share one data directory, so each starts
+# from what the previous kill left behind (and recovers it first).
+PLAN: list[tuple[str, str, int]] = [
+    ("ingest", "document.begun", 1),
+    ("ingest", "embed.batch", 1),
+    ("ingest", "embed.batch", 3),
+    ("ingest", "commit.sql_done", 1),
+    ("doctor", "replay.entry", 1),
+    ("ingest", "commit.indexed", 1),
+    ("ingest", "persist.between_files", 1),
+    ("ingest", "persist.before_prune", 1),
+    ("ingest", "document.begun", 3),
+    ("ingest", "commit.sql_done", 2),
+    ("ingest", "commit.indexed", 2),
+    ("ingest", "persist.between_files", 2),
+    ("ingest", "persist.before_prune", 3),
+    ("delete", "delete.sql_done", 1),
+    ("delete", "persist.between_files", 1),
+    ("delete", "persist.before_prune", 1),
+    ("ingest", "commit.sql_done", 3),
+    ("doctor", "persist.between_files", 1),
+    ("ingest", "embed.batch", 5),
+    ("collection", "collection_delete.sql_done", 1),
+    ("ingest", "commit.sql_done", 1),
+    ("ingest", "persist.between_files", 3),
+]
 
 
-def _corpus(folder: Path) -> None:
-    """One large file and many small ones, so kills land inside and between documents."""
-    folder.mkdir()
-    rng = random.Random(7)
+def _corpus(folder: Path, step: int) -> list[str]:
+    """Fresh files for one step (a large one, for many embedding batches, and small ones).
+
+    Returns the markers that make each file findable by keyword.
+    """
+    folder.mkdir(parents=True)
+    rng = random.Random(step)
     words = "solar wind battery inverter grid storage panel energy current cell".split()
-    big = " ".join(
-        f"Sentence {i} says {' '.join(rng.choices(words, k=12))}." for i in range(40_000)
-    )
-    (folder / "big.txt").write_text(big)
-    for n in range(30):
-        text = " ".join(f"Note {n}.{i}: {' '.join(rng.choices(words, k=10))}." for i in range(300))
-        (folder / f"note{n:02d}.txt").write_text(text)
+    big = " ".join(f"Sentence {i} says {' '.join(rng.choices(words, k=12))}." for i in range(1_500))
+    (folder / f"big{step:02d}.txt").write_text(f"bigmarker{step}. {big}")
+    markers = [f"bigmarker{step}"]
+    for n in range(NOTES):
+        text = " ".join(f"Note {n}.{i}: {' '.join(rng.choices(words, k=10))}." for i in range(40))
+        marker = f"notemarker{step}x{n}"
+        (folder / f"note{step:02d}-{n}.txt").write_text(f"{marker}. {text}")
+        markers.append(marker)
+    return markers
 
 
-def test_sigkill_during_ingest_leaves_consistent_stores(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
-    _corpus(corpus)
-    data = tmp_path / "data"
+def _env(data: Path, kill: str | None = None) -> dict[str, str]:
     env = {
         **os.environ,
         "RAG_DATA_DIR": str(data),
         "RAG_EMBEDDING__MODEL": "hashing:64",
         "RAG_GENERATOR__BACKEND": "extractive",
+        "RAG_INGEST__EMBED_BATCH_CHUNKS": "16",
     }
-    rng = random.Random(2026)
-    interrupted = 0
-    for attempt in range(4):
-        proc = subprocess.Popen(
-            [*RAG, "ingest", str(corpus), "--json"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    env.pop(ENV_VAR, None)
+    if kill:
+        env[ENV_VAR] = kill
+    return env
+
+
+def _assert_consistent(data: Path, step: object) -> list[str]:
+    """Open the knowledge base as the next process would; return the ready document ids."""
+    services = build_services(fast_settings(data, embedding={"model": "hashing:64"}))
+    try:
+        checks = services.kb.check()
+        assert all(c.consistent for c in checks), (step, [c.to_dict() for c in checks])
+        docs, _ = services.kb.list_documents()
+        for doc in docs:
+            assert doc.status in ("ready", "failed"), (step, doc)
+            if doc.status == "failed":
+                assert doc.error, (step, doc)
+            stored = len(services.kb.document_chunks(doc.id))
+            assert stored == (doc.chunks if doc.status == "ready" else 0), (step, doc)
+        return [d.id for d in docs if d.status == "ready"]
+    finally:
+        services.close()
+
+
+def _command(kind: str, corpus: Path, ready: list[str]) -> list[str]:
+    if kind == "ingest":
+        return [*RAG, "ingest", str(corpus), "--json"]
+    if kind == "doctor":
+        return [*RAG, "doctor", "--json"]
+    if kind == "delete":
+        assert ready, "nothing ready to delete"
+        return [*RAG, "docs", "delete", ready[0], "--json"]
+    return [*RAG, "collections", "delete", "default", "--json"]
+
+
+def _leave_unreplayed_journal(corpus: Path, data: Path) -> None:
+    """A kill after the SQL commit leaves journal entries newer than the index files."""
+    proc = subprocess.run(
+        _command("ingest", corpus, []), env=_env(data, "commit.sql_done:1"), capture_output=True
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+
+def test_plan_covers_twenty_points_and_every_marked_point() -> None:
+    assert len(set(PLAN)) >= 20
+    assert {point for _, point, _ in PLAN} == set(KILL_POINTS)
+
+
+def test_sigkill_at_every_point_leaves_consistent_stores(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    folders: dict[Path, list[str]] = {}
+    ready: list[str] = []
+    for number, step in enumerate(PLAN):
+        kind, point, nth = step
+        corpus = tmp_path / f"corpus{number:02d}"
+        if kind in ("ingest", "doctor"):
+            folders[corpus] = _corpus(corpus, number)
+        if kind == "doctor":
+            # Replay happens on start only when the journal is ahead of the files.
+            _leave_unreplayed_journal(corpus, data)
+        proc = subprocess.run(
+            _command(kind, corpus, ready), env=_env(data, f"{point}:{nth}"), capture_output=True
         )
-        time.sleep(rng.uniform(3.0, 8.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        services = build_services(fast_settings(data, embedding={"model": "hashing:64"}))
-        try:
-            checks = services.kb.check()
-            assert all(c.consistent for c in checks), (attempt, [c.to_dict() for c in checks])
-            docs, _ = services.kb.list_documents()
-            interrupted += any("interrupted" in (d.error or "") for d in docs)
-            for doc in docs:
-                assert doc.status in ("ready", "failed"), doc
-                stored = len(services.kb.document_chunks(doc.id))
-                assert stored == (doc.chunks if doc.status == "ready" else 0), doc
-        finally:
-            services.close()
-        doctor = subprocess.run([*RAG, "doctor", "--json"], env=env, capture_output=True)
-        assert doctor.returncode == 0, doctor.stdout
-    assert interrupted, "no kill landed inside an ingestion; lengthen the corpus"
+        assert proc.returncode == -signal.SIGKILL, (
+            f"{step}: the kill point was never reached (exit {proc.returncode}); "
+            f"stderr: {proc.stderr[-2000:]!r}"
+        )
+        ready = _assert_consistent(data, step)
+        doctor = subprocess.run(
+            _command("doctor", corpus, ready), env=_env(data), capture_output=True
+        )
+        assert doctor.returncode == 0, (step, doctor.stdout[-2000:])
+
+    # Ingest everything again: what was interrupted is added, what is ready stays.
     final = subprocess.run(
-        [*RAG, "ingest", str(corpus), "--json"], env=env, capture_output=True, timeout=600
+        [*RAG, "ingest", *map(str, folders), "--json"],
+        env=_env(data),
+        capture_output=True,
+        timeout=600,
     )
     assert final.returncode == 0, final.stdout[-2000:]
     result = json.loads(final.stdout)
-    assert len(result["documents"]) == 31 and result["failed"] == 0
-    assert subprocess.run([*RAG, "doctor"], env=env, capture_output=True).returncode == 0
+    assert len(result["documents"]) == len(folders) * (NOTES + 1) and result["failed"] == 0
+    assert {d["status"] for d in result["documents"]} == {"ready"}
+    _assert_consistent(data, "final")
+    services = build_services(fast_settings(data, embedding={"model": "hashing:64"}))
+    try:
+        # Every document is wholly searchable: its marker finds it by keyword.
+        for markers in folders.values():
+            for marker in markers:
+                hits = services.retriever().retrieve(marker, mode="sparse").hits
+                assert hits and marker in hits[0].text.lower(), (marker, hits[:1])
+    finally:
+        services.close()
