@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test test-fast bench lint clean
+.PHONY: install run serve test test-fast browser bench lint clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ run: install
 	$(VENV)/bin/rag bootstrap data
 	$(VENV)/bin/rag serve --host 127.0.0.1 --port 8000
 
-test: install
+# The browser test needs Debian's chromium: `make test` finds or installs it first.
+browser:
+	@scripts/ensure-chromium
+
+test: install browser
 	$(PY) -m pytest -q tests
 
 test-fast: install
