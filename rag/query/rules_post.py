@@ -21,7 +21,7 @@ from rag.errors import InvalidInput
 from rag.settings import RulesSettings
 from rag.text.normalize import nfkc
 from rag.text.sentences import split_sentences
-from rag.text.terms import term_set
+from rag.text.terms import CJK_IDEOGRAPHS, term_set
 from rag.types import AnswerFlags, Hit
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,9 @@ class TemplateCleanupRule:
         return replace(draft, text=text, notes=(*draft.notes, "template tokens removed"))
 
 
-_LOOP_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+|[^\w\s]")
+# One token per Chinese character, per run of other word characters (never
+# spanning into Chinese, so "BCPL由谁" is five tokens), per punctuation mark.
+_LOOP_TOKEN = re.compile(rf"[{CJK_IDEOGRAPHS}]|[^\W{CJK_IDEOGRAPHS}]+|[^\w\s]")
 # A loop is a unit of up to 40 tokens repeated back to back at least 3 times
 # and covering at least 12 tokens: "very very" or "哈哈" is language, the same
 # clause for the third time in a row is a small model stuck in a loop.
