@@ -7,11 +7,13 @@ Markdown from plain text and breaks ties for HTML.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import zipfile
 from pathlib import PurePath
 
-from rag.errors import EmptyDocument, UnsupportedFileType
+from rag.errors import EmptyDocument, EncryptedDocument, ParseError, UnsupportedFileType
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF89a", "GIF image"),
     (b"II*\x00", "TIFF image"),
     (b"MM\x00*", "TIFF image"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office document (.doc/.xls/.ppt)"),
     (b"\x1f\x8b", "gzip archive"),
     (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
     (b"Rar!\x1a\x07", "RAR archive"),
@@ -78,6 +79,38 @@ _MARKDOWN_FEATURES = (
 )
 
 
+# OLE2 / Compound File Binary: legacy Office files, and the wrapper that
+# password-protected .docx/.xlsx/.pptx are stored in (an "EncryptedPackage"
+# stream beside "EncryptionInfo"; directory entry names are UTF-16-LE).
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_OLE_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+# OpenDocument manifests name the cipher of each encrypted member.
+_ODF_ENCRYPTION = b"encryption-data"
+# A manifest larger than this is not a real one; never inflate more.
+_MANIFEST_LIMIT = 1024 * 1024
+_PASSWORD_HINT = (
+    "passwords are only supported for PDFs: open it, remove the password "
+    "(save an unprotected copy) and upload that"
+)
+
+
+def encrypted_office(kind: str, filename: str | None) -> EncryptedDocument:
+    """The error for a password-protected Office or OpenDocument file."""
+    return EncryptedDocument(
+        f"{filename or 'the file'} is an encrypted (password-protected) {kind}; " + _PASSWORD_HINT,
+        details={"filename": filename, "detected": f"encrypted {kind}"},
+    )
+
+
+def corrupt_archive(filename: str | None, reason: str) -> ParseError:
+    """The error for a ZIP-based file (Office, OpenDocument, EPUB) that cannot be opened."""
+    return ParseError(
+        f"{filename or 'the file'} is a corrupt or truncated ZIP-based file (Office document or "
+        f"archive) and cannot be opened ({reason}); upload an intact copy",
+        details={"filename": filename, "detected": "corrupt ZIP archive"},
+    )
+
+
 def unsupported(kind: str, filename: str | None) -> UnsupportedFileType:
     """The error for a file that is not PDF, text, Markdown or HTML."""
     return UnsupportedFileType(
@@ -90,24 +123,67 @@ def _suffix(filename: str | None) -> str:
     return PurePath(filename).suffix.lower() if filename else ""
 
 
-def _zip_kind(data: bytes) -> str:
-    """Name the ZIP-based format (Office files are ZIP archives)."""
-    head = data[:4096]
-    if b"word/" in head:
+_ODF_KINDS = {
+    "application/vnd.oasis.opendocument.text": "OpenDocument text (.odt)",
+    "application/vnd.oasis.opendocument.spreadsheet": "OpenDocument spreadsheet (.ods)",
+    "application/vnd.oasis.opendocument.presentation": "OpenDocument presentation (.odp)",
+    "application/epub+zip": "EPUB book",
+}
+
+
+def _zip_kind(data: bytes, filename: str | None) -> str:
+    """Name the ZIP-based format (Office files are ZIP archives) from its member names.
+
+    Raises:
+        ParseError: The archive cannot be opened (truncated, no central directory).
+        EncryptedDocument: An OpenDocument file whose members are encrypted.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
+        mimetype = ""
+        if "mimetype" in names and archive.getinfo("mimetype").file_size < 256:
+            mimetype = archive.read("mimetype").decode("ascii", errors="replace").strip()
+        manifest = b""
+        if "META-INF/manifest.xml" in names:
+            if archive.getinfo("META-INF/manifest.xml").file_size <= _MANIFEST_LIMIT:
+                manifest = archive.read("META-INF/manifest.xml")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+        raise corrupt_archive(filename, str(exc) or type(exc).__name__) from exc
+    except NotImplementedError as exc:  # a compression method zipfile lacks
+        raise unsupported("ZIP archive", filename) from exc
+    if mimetype in _ODF_KINDS:
+        kind = _ODF_KINDS[mimetype]
+        if _ODF_ENCRYPTION in manifest:
+            raise encrypted_office(kind, filename)
+        return kind
+    prefixes = {name.split("/", 1)[0] for name in names}
+    if "word" in prefixes:
         return "Word document (.docx)"
-    if b"xl/" in head:
+    if "xl" in prefixes:
         return "Excel workbook (.xlsx)"
-    if b"ppt/" in head:
+    if "ppt" in prefixes:
         return "PowerPoint presentation (.pptx)"
-    if b"application/epub" in head:
-        return "EPUB book"
     return "ZIP archive"
 
 
-def _binary_kind(data: bytes) -> str | None:
+def _ole_kind(data: bytes, filename: str | None) -> str:
+    """Name an OLE2 file; password-protected .docx/.xlsx/.pptx live in one.
+
+    Raises:
+        EncryptedDocument: The file is an encrypted Office document.
+    """
+    if _OLE_ENCRYPTED_PACKAGE in data:
+        raise encrypted_office("Office document (Word, Excel or PowerPoint)", filename)
+    return "legacy Office document (.doc/.xls/.ppt)"
+
+
+def _binary_kind(data: bytes, filename: str | None) -> str | None:
     """A name for a known binary format, or None when no magic bytes match."""
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _zip_kind(data)
+        return _zip_kind(data, filename)
+    if data.startswith(_OLE_MAGIC):
+        return _ole_kind(data, filename)
     if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE", b"AVI "):
         return {b"WEBP": "WebP image", b"WAVE": "WAV audio", b"AVI ": "AVI video"}[data[8:12]]
     if data[4:8] == b"ftyp":
@@ -151,12 +227,14 @@ def sniff_media_type(data: bytes, filename: str | None = None) -> str:
         EmptyDocument: ``data`` is empty.
         UnsupportedFileType: the bytes are an image, archive, Office file or
             other binary data.
+        EncryptedDocument: a password-protected Office or OpenDocument file.
+        ParseError: a corrupt or truncated ZIP-based file (e.g. a cut-off .docx).
     """
     if not data:
         raise EmptyDocument("file is empty", details={"filename": filename})
     if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:
         return PDF
-    kind = _binary_kind(data)
+    kind = _binary_kind(data, filename)
     if kind is not None:
         raise unsupported(kind, filename)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from ingest.sniff import HTML, MARKDOWN, PDF, TEXT, sniff_media_type
-from rag.errors import EmptyDocument, UnsupportedFileType
+from rag.errors import EmptyDocument, EncryptedDocument, ParseError, UnsupportedFileType
+from tests.conftest import shared_path
 
 pytestmark = pytest.mark.unit
 
@@ -38,11 +41,20 @@ def test_empty_bytes_are_an_empty_document() -> None:
         sniff_media_type(b"", "empty.txt")
 
 
+def _zip(members: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml word/document.xml", "Word document"),
-        (b"PK\x03\x04\x14\x00\x00\x00some/file.txt", "ZIP archive"),
+        (_zip({"[Content_Types].xml": "<Types/>", "word/document.xml": "<w/>"}), "Word document"),
+        (_zip({"some/file.txt": "hello"}), "ZIP archive"),
+        (_zip({"mimetype": "application/vnd.oasis.opendocument.text"}), "OpenDocument text"),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG image"),
         (b"GIF89a\x01\x00", "GIF image"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "legacy Office document"),
@@ -103,3 +115,34 @@ def test_txt_suffix_keeps_markdown_looking_text_plain() -> None:
 def test_plain_text(data: bytes) -> None:
     assert sniff_media_type(data, "a.txt") == TEXT
     assert sniff_media_type(data, None) == TEXT
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "encrypted_docx_testWORD_protected_passtika.docx",
+        "encrypted_xlsx_testEXCEL_protected_passtika.xlsx",
+        "encrypted_odt_testODTEncrypted.odt",
+    ],
+)
+def test_encrypted_office_files_are_diagnosed_as_encrypted(name: str) -> None:
+    data = shared_path("office", name).read_bytes()
+    with pytest.raises(EncryptedDocument, match="encrypted") as info:
+        sniff_media_type(data, name)
+    assert "password" in info.value.message
+
+
+def test_truncated_docx_is_corrupt_not_a_zip_archive() -> None:
+    name = "malformed_docx_testWORD_truncated.docx"
+    with pytest.raises(ParseError, match="corrupt") as info:
+        sniff_media_type(shared_path("office", name).read_bytes(), name)
+    assert not isinstance(info.value, EncryptedDocument)
+
+
+def test_intact_office_files_keep_their_names() -> None:
+    data = shared_path("office", "en_odt_table_fake.odt").read_bytes()
+    with pytest.raises(UnsupportedFileType, match="OpenDocument text"):
+        sniff_media_type(data, "fake.odt")
+    data = shared_path("office", "en_docx_tables_word_tables.docx").read_bytes()
+    with pytest.raises(UnsupportedFileType, match="Word document"):
+        sniff_media_type(data, "tables.docx")
