@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (ops, collections, documents, jobs, ask, chat, openai_compat):
         app.include_router(module.router)
     _mount_web_page(app)
+    _state_question_limit(app, settings.rules.max_question_chars)
 
     api = settings.api
     # Added innermost first: CORS ends up outermost so even 401/413/429 carry its headers.
@@ -111,6 +113,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Retry-After"],
         )
     return app
+
+
+def _state_question_limit(app: FastAPI, max_chars: int) -> None:
+    """Put the configured question length limit into the OpenAPI schema.
+
+    The limit is a setting, so the request models cannot carry it; without it
+    the schema would allow questions the rules then refuse with a 422.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            models = schema.get("components", {}).get("schemas", {})
+            for model, field in (("AskRequest", "question"), ("ChatRequest", "message")):
+                prop = models.get(model, {}).get("properties", {}).get(field)
+                if prop is not None:
+                    prop["maxLength"] = max_chars
+            content = models.get("UserMessage", {}).get("properties", {}).get("content", {})
+            for variant in content.get("anyOf", []):
+                if variant.get("type") == "string":
+                    variant["maxLength"] = max_chars
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _mount_web_page(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from rag.errors import (
     ConfigError,
@@ -34,6 +35,7 @@ from rag.errors import (
     RateLimited,
     Unauthorized,
     UnsupportedFileType,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ STATUS_BY_ERROR: dict[type[RagError], int] = {
     EmptyDocument: 422,
     FileTooLarge: 413,
     UnsupportedFileType: 415,
+    UnsupportedMediaType: 415,
     NotFound: 404,
     Conflict: 409,
     Unauthorized: 401,
@@ -129,16 +132,48 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _leaf_routes(routes: Any) -> Any:
+    """The routes of an app, looking inside included routers.
+
+    FastAPI keeps an included router as one node (``original_router``); the
+    routers here carry their prefix themselves and are included without one.
+    """
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (for a 405's Allow header).
+
+    Starlette answers 405 from the first route whose path matches, so a path
+    served by several routes (GET and DELETE /documents/{id}) would list one.
+    """
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(route_methods)
+    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, RagError):
         # FastAPI wraps errors raised while reading the body (e.g. the size limit) in a 400.
         return error_response(exc.__cause__)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return JSONResponse(
         error_body(code, str(exc.detail)),
         status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        headers=headers or None,
     )
 
 

@@ -2,11 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 GeneratorName = Literal["transformers", "openai", "extractive"]
+
+# The largest integer every supported database takes as LIMIT, OFFSET or an
+# INTEGER value (PostgreSQL's int4; SQLite raises OverflowError past 2**63 - 1).
+MAX_SQL_INT = 2**31 - 1
+SqlInt = Annotated[int, Field(ge=0, le=MAX_SQL_INT)]
+PageNumber = Annotated[StrictInt, Field(ge=1, le=MAX_SQL_INT)]
+# Same rule as rag.knowledge_base.validate_collection_name, stated in the schema.
+COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+CollectionName = Annotated[
+    str,
+    Field(
+        pattern=COLLECTION_PATTERN,
+        description="Letters, digits, '_', '.' or '-', starting with a letter or digit "
+        "(1-128 characters).",
+    ),
+]
+# A question must hold something besides whitespace (the server trims it).
+NON_BLANK = r"\S"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The path of the first string (or key) holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return where or "value" if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return inner
+            found = _lone_surrogate(item, inner)
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _not_blank(value: str) -> str:
+    # The pattern says the same, but regex engines disagree on what is a space
+    # (\x1c-\x1f); the server trims with Python's rules, so check with them too.
+    if not value.strip():
+        raise ValueError("must hold a character other than whitespace")
+    return value
+
+
+class ApiModel(BaseModel):
+    """Base of request bodies: text that is not valid Unicode is refused at the door.
+
+    JSON may carry lone surrogates (escaped U+D800 to U+DFFF) that no UTF-8 store, tokeniser or
+    database driver accepts; they are a 422 here rather than a 500 deep inside.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = _lone_surrogate(data)
+        if where:
+            raise ValueError(
+                f"{where}: text must be valid Unicode (it holds a lone surrogate code point); "
+                "send UTF-8 text"
+            )
+        return data
 
 
 # ---------------------------------------------------------------- errors
@@ -34,6 +109,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+# Routes that read a JSON body also answer these.
+JSON_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "The body is not valid JSON (code malformed_json)",
+        415: "The body is not sent as application/json",
+    }.items()
+}
+
 
 # ----------------------------------------------------------------- health
 class HealthResponse(BaseModel):
@@ -52,12 +136,12 @@ class ReadyResponse(BaseModel):
 
 
 # ------------------------------------------------------------ collections
-class CollectionCreate(BaseModel):
+class CollectionCreate(ApiModel):
     """A new collection."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "handbook"}]})
 
-    name: str = Field(description="Letters, digits, '_', '.' or '-' (1-128 characters).")
+    name: CollectionName
 
 
 class CollectionOut(BaseModel):
@@ -190,7 +274,7 @@ class JobOut(BaseModel):
 
 
 # -------------------------------------------------------------------- ask
-class AskRequest(BaseModel):
+class AskRequest(ApiModel):
     """A question to the knowledge base."""
 
     model_config = ConfigDict(
@@ -203,21 +287,35 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(description="The question (the server's rules limit its length).")
-    collections: list[str] = Field(default_factory=list, description="Search these (all if empty).")
-    document_ids: list[str] = Field(default_factory=list, description="Only these documents.")
-    pages: tuple[int, int] | None = Field(None, description="Only pages first..last (1-based).")
-    top_k: int | None = Field(None, ge=1, le=100, description="Sources handed to the generator.")
+    question: str = Field(
+        min_length=1,
+        pattern=NON_BLANK,
+        description="The question (the server's rules limit its length).",
+    )
+    collections: list[CollectionName] = Field(
+        default_factory=list, description="Search these (all if empty)."
+    )
+    document_ids: list[str] = Field(
+        default_factory=list, description="Only these documents (404 for an unknown id)."
+    )
+    pages: tuple[PageNumber, PageNumber] | None = Field(
+        None, description="Only pages first..last (1-based; the two may come in either order)."
+    )
+    top_k: StrictInt | None = Field(
+        None, ge=1, le=100, description="Sources handed to the generator."
+    )
     generator: GeneratorName | None = Field(None, description="Override the generator backend.")
-    max_new_tokens: int | None = Field(None, ge=1, le=4096)
-    stream: bool = Field(False, description="Answer as server-sent events.")
+    max_new_tokens: StrictInt | None = Field(None, ge=1, le=4096)
+    stream: StrictBool = Field(False, description="Answer as server-sent events.")
+
+    _question_not_blank = field_validator("question")(_not_blank)
 
     @field_validator("pages")
     @classmethod
     def _pages_in_order(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and not 1 <= value[0] <= value[1]:
-            raise ValueError(f"pages must be [first, last] with 1 <= first <= last, got {value}")
-        return value
+        # A range given last-first means the same pages; JSON Schema cannot say
+        # "first <= last", so the schema and the server agree by accepting both.
+        return None if value is None else (min(value), max(value))
 
 
 class CitationOut(BaseModel):
@@ -258,7 +356,7 @@ class AnswerOut(BaseModel):
 
 
 # ------------------------------------------------------------------- chat
-class ChatRequest(BaseModel):
+class ChatRequest(ApiModel):
     """One user message of a conversation."""
 
     model_config = ConfigDict(
@@ -274,14 +372,20 @@ class ChatRequest(BaseModel):
         },
     )
 
-    message: str
+    message: str = Field(
+        min_length=1, pattern=NON_BLANK, description="The user's message (not only whitespace)."
+    )
     session_id: str | None = Field(None, description="Continue this session (new one if absent).")
-    collections: list[str] | None = Field(
+    collections: list[CollectionName] | None = Field(
         None, description="Search these (default: the session's collections, or all)."
     )
-    document_ids: list[str] = Field(default_factory=list)
+    document_ids: list[str] = Field(
+        default_factory=list, description="Only these documents (404 for an unknown id)."
+    )
     generator: GeneratorName | None = None
-    stream: bool = False
+    stream: StrictBool = False
+
+    _message_not_blank = field_validator("message")(_not_blank)
 
 
 class ChatResponse(BaseModel):
@@ -318,12 +422,47 @@ class ChatDeleted(BaseModel):
 
 
 # --------------------------------------------------------- openai compat
-class OpenAIMessage(BaseModel):
-    """A chat message in OpenAI's wire format (content as text or text parts)."""
+class TextPart(ApiModel):
+    """A text part of a message's content."""
 
     model_config = ConfigDict(extra="allow")
 
-    role: str
+    type: Literal["text"]
+    text: str
+
+
+class UserMessage(ApiModel):
+    """A user message: text, or text parts (images and audio are not supported)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["user"]
+    content: (
+        Annotated[str, Field(min_length=1, pattern=NON_BLANK)]
+        | Annotated[list[TextPart], Field(min_length=1)]
+    )
+
+    @field_validator("content")
+    @classmethod
+    def _has_text(cls, value: str | list[TextPart]) -> str | list[TextPart]:
+        text = value if isinstance(value, str) else "".join(p.text for p in value)
+        if not text.strip():
+            raise ValueError("a user message must hold text besides whitespace")
+        return value
+
+    def text(self) -> str:
+        """The message text, joining text parts."""
+        return (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        )
+
+
+class OtherMessage(ApiModel):
+    """A system, developer, assistant or tool message (assistant turns become history)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
@@ -335,8 +474,16 @@ class OpenAIMessage(BaseModel):
         return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
 
 
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat completion request; ``model`` names the collection."""
+OpenAIMessage = Annotated[UserMessage | OtherMessage, Field(discriminator="role")]
+
+
+class ChatCompletionRequest(ApiModel):
+    """OpenAI's chat completion request; ``model`` names the collection.
+
+    The last user message is the question; the user and assistant messages
+    before it are the history (messages after it are ignored). Parameters the
+    server cannot honour are refused, as the OpenAI API refuses invalid ones.
+    """
 
     model_config = ConfigDict(
         extra="allow",
@@ -350,11 +497,40 @@ class ChatCompletionRequest(BaseModel):
         },
     )
 
-    model: str
-    messages: list[OpenAIMessage] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    model: CollectionName = Field(description="The collection to answer from.")
+    messages: list[OpenAIMessage] = Field(
+        min_length=1,
+        description="The conversation; it must hold at least one user message.",
+        json_schema_extra={
+            "contains": {
+                "type": "object",
+                "properties": {"role": {"const": "user"}},
+                "required": ["role"],
+            }
+        },
+    )
+    stream: StrictBool = False
+    max_tokens: StrictInt | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=4096)
+    n: StrictInt | None = Field(None, ge=1, le=1, description="Only one choice is generated.")
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        strict=True,
+        description="Accepted for compatibility; answers are deterministic.",
+    )
+    top_p: float | None = Field(None, gt=0, le=1, strict=True)
+    top_k: StrictInt | None = Field(
+        None, ge=1, le=100, description="Sources handed to the generator."
+    )
+
+    @field_validator("messages")
+    @classmethod
+    def _has_user_message(cls, value: list[Any]) -> list[Any]:
+        if not any(isinstance(m, UserMessage) for m in value):
+            raise ValueError("messages must hold a user message with the question")
+        return value
 
 
 class ModelOut(BaseModel):

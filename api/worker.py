@@ -7,7 +7,12 @@ goes to the job's row, which ``GET /jobs/{id}`` reads.
 
 On start, jobs a previous process left ``queued`` or ``running`` are queued
 again when their upload file still exists, and failed with the reason when it
-does not, so nothing stays in progress forever.
+does not, so nothing stays in progress forever. The rule is
+:func:`rag.knowledge_base.job_resume_blocker`, the same one every stuck-document
+check uses, so ``rag doctor`` never fails a document this recovery resumes.
+
+A refused upload stores nothing. The same bytes uploaded again while their
+first upload is still queued or running get the first upload's job.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +28,28 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ingest.service import IngestOutcome, IngestProgress, IngestService
-from ingest.sniff import sniff_media_type
+from ingest.service import IngestOutcome, IngestProgress, IngestService, display_name
 from rag.db.models import Document, DocumentStatus, IngestJob, JobStatus, new_id
-from rag.errors import DocumentNotFound, JobNotFound, RagError
+from rag.errors import (
+    Conflict,
+    DocumentNotFound,
+    DuplicateDocument,
+    IngestCancelled,
+    InvalidInput,
+    JobNotFound,
+    RagError,
+)
 from rag.index.atomic import atomic_write_bytes
-from rag.knowledge_base import KnowledgeBase, file_sha256, validate_collection_name
+from rag.knowledge_base import (
+    KnowledgeBase,
+    job_resume_blocker,
+    validate_collection_name,
+)
 
 log = logging.getLogger(__name__)
+
+# How often an idle worker looks for a due index checkpoint.
+_IDLE_CHECK_S = 1.0
 
 INTERRUPTED = "interrupted"
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -61,12 +81,6 @@ def job_to_dict(job: IngestJob) -> dict[str, Any]:
     }
 
 
-def display_name(filename: str | None) -> str:
-    """The client's file name reduced to its last component (never used as a path)."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return name[:255] or "unnamed"
-
-
 class IngestWorker:
     """Accepts uploads, runs their ingestion in a background thread, reports progress.
 
@@ -86,6 +100,11 @@ class IngestWorker:
         self._passwords: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # The collection of the job being processed, and collections being
+        # deleted (their running job stops at its next progress report).
+        self._state = threading.Condition()
+        self._current_collection: str | None = None
+        self._deleting: set[str] = set()
 
     # ------------------------------------------------------------- lifecycle
     def recover(self) -> tuple[list[str], list[str]]:
@@ -109,7 +128,7 @@ class IngestWorker:
                     .order_by(IngestJob.created_at)
                 ).all()
                 for job in jobs:
-                    reason = self._resume_blocker(session, job)
+                    reason = job_resume_blocker(session, job)
                     if reason is None:
                         job.status = JobStatus.QUEUED.value
                         requeued.append(job.id)
@@ -143,19 +162,6 @@ class IngestWorker:
             log.warning("jobs recovered requeued=%d failed=%d", len(requeued), len(failed))
         return requeued, failed
 
-    def _resume_blocker(self, session: Any, job: IngestJob) -> str | None:
-        """Why an interrupted job cannot be resumed (None when it can)."""
-        if not job.upload_path or not Path(job.upload_path).is_file():
-            return "ingestion was interrupted and the uploaded bytes are gone; upload it again"
-        if job.document_id is None or session.get(Document, job.document_id) is None:
-            return "ingestion was interrupted and its document was deleted; upload the file again"
-        if (job.options or {}).get("has_password"):
-            return (
-                "ingestion was interrupted; passwords are not kept across restarts, so upload "
-                "the file again with its password"
-            )
-        return None
-
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
         with self._start_lock:
@@ -183,7 +189,11 @@ class IngestWorker:
         # that this server's pending documents are alive.
         with self.kb.ingest_lock.hold(shared=True):
             while True:
-                job_id = self._queue.get()
+                try:
+                    job_id = self._queue.get(timeout=_IDLE_CHECK_S)
+                except queue.Empty:
+                    self._checkpoint()
+                    continue
                 if job_id is None:
                     return
                 try:
@@ -191,6 +201,67 @@ class IngestWorker:
                 except Exception:  # noqa: BLE001 - the worker must survive any one job
                     log.exception("ingest job crashed job_id=%s", job_id)
                     self._finish(job_id, None, "internal error while ingesting", "internal_error")
+                finally:
+                    with self._state:
+                        self._current_collection = None
+                        self._state.notify_all()
+
+    def _checkpoint(self) -> None:
+        """While idle, save index files whose checkpoint is due (the journal covers them)."""
+        try:
+            self.kb.checkpoint()
+        except Exception:  # noqa: BLE001 - a failed save is retried; the journal is durable
+            log.exception("index checkpoint failed")
+
+    # ----------------------------------------------------------- collections
+    def delete_collection(self, name: str, timeout: float = 120.0) -> int:
+        """Delete a collection after cancelling its queued and running jobs.
+
+        Queued jobs of the collection fail with code ``cancelled``; a running
+        one stops at its next progress report (per page or embedding batch)
+        and this waits for it, so no job ever finds its collection gone.
+
+        Returns:
+            The number of documents removed.
+
+        Raises:
+            CollectionNotFound: No such collection.
+            Conflict: The running job did not stop within ``timeout`` seconds.
+        """
+        self.kb.get_collection(name)
+        with self._state:
+            self._deleting.add(name)
+        try:
+            self._cancel_queued(name)
+            deadline = time.monotonic() + timeout
+            with self._state:
+                while self._current_collection == name:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Conflict(
+                            f"collection {name!r} is busy ingesting a file; try again shortly"
+                        )
+                    self._state.wait(left)
+            return self.kb.delete_collection(name)
+        finally:
+            with self._state:
+                self._deleting.discard(name)
+
+    def _cancel_queued(self, collection: str) -> None:
+        with self.kb.sessions.begin() as session:
+            jobs = session.scalars(
+                select(IngestJob).where(
+                    IngestJob.collection == collection,
+                    IngestJob.status == JobStatus.QUEUED.value,
+                )
+            ).all()
+            for job in jobs:
+                job.status = JobStatus.FAILED.value
+                job.error = f"cancelled: collection {collection!r} was deleted"
+                job.error_code = IngestCancelled.code
+        for job in jobs:
+            self._drop_upload(job.id)
+            self._passwords.pop(job.id, None)
 
     # --------------------------------------------------------------- uploads
     def accept(
@@ -208,81 +279,94 @@ class IngestWorker:
 
         Raises:
             InvalidInput: No files or a bad collection name.
-            FileTooLarge, UnsupportedFileType, EmptyDocument: A file is refused
-                (a failed document row records it; nothing is queued).
+            FileTooLarge, UnsupportedFileType, EmptyDocument, EncryptedDocument,
+                ParseError: A file is refused at the door (nothing is stored or queued).
         """
-        from rag.errors import InvalidInput
-
         if not files:
             raise InvalidInput("no files: send one or more files in the multipart field 'files'")
         name = collection or self.ingest.settings.default_collection
         validate_collection_name(name)
-        self.kb.create_collection(name, exist_ok=True)
         files = [UploadedFile(display_name(f.filename), f.data) for f in files]
         for upload in files:
             try:
-                self.ingest.check_size(len(upload.data), upload.filename)
-                sniff_media_type(upload.data, upload.filename)
+                self.ingest.admit(upload.data, upload.filename)
             except RagError as exc:
-                self._record_refused(upload, name, exc)
+                log.info("upload refused filename=%s code=%s", upload.filename, exc.code)
                 raise
+        self.kb.create_collection(name, exist_ok=True)
         return [self._enqueue(upload, name, password, replace) for upload in files]
-
-    def _record_refused(self, upload: UploadedFile, collection: str, exc: RagError) -> None:
-        doc = self.kb.begin_document(
-            collection,
-            upload.filename,
-            media_type="application/octet-stream",
-            size_bytes=len(upload.data),
-            sha256=file_sha256(upload.data),
-            status=DocumentStatus.FAILED.value,
-        )
-        self.kb.fail_document(doc.id, exc.message)
-        log.info("upload refused filename=%s code=%s", upload.filename, exc.code)
 
     def _enqueue(
         self, upload: UploadedFile, collection: str, password: str | None, replace: bool | None
     ) -> dict[str, Any]:
         job_id = new_id()
-        existing = self.kb.find_ready_by_sha(collection, file_sha256(upload.data))
-        if existing is not None:
-            with self.kb.sessions.begin() as session:
-                session.add(
-                    IngestJob(
-                        id=job_id,
-                        collection=collection,
-                        filename=upload.filename,
-                        document_id=existing.id,
-                        status=JobStatus.SUCCEEDED.value,
-                        pages_parsed=existing.pages,
-                        chunks_total=existing.chunks,
-                        chunks_embedded=existing.chunks,
-                        options={"existing": True},
-                    )
-                )
-            return self._ref(job_id, existing.id, upload.filename, JobStatus.SUCCEEDED.value)
-        doc = self.ingest.begin(upload.data, upload.filename, collection)
-        self.kb.update_document(doc.id, status=DocumentStatus.PENDING.value)
         path = self.uploads_dir / job_id
-        atomic_write_bytes(path, upload.data)
-        with self.kb.sessions.begin() as session:
-            session.add(
+        atomic_write_bytes(path, upload.data)  # before the job row that points at it
+
+        def job_row(doc_id: str) -> list[IngestJob]:
+            return [
                 IngestJob(
                     id=job_id,
                     collection=collection,
                     filename=upload.filename,
-                    document_id=doc.id,
+                    document_id=doc_id,
                     status=JobStatus.QUEUED.value,
                     upload_path=str(path),
                     options={"replace": replace, "has_password": bool(password)},
                 )
+            ]
+
+        try:
+            doc = self.ingest.begin(
+                upload.data,
+                upload.filename,
+                collection,
+                status=DocumentStatus.PENDING.value,
+                extra_rows=job_row,
             )
+        except DuplicateDocument as exc:
+            path.unlink(missing_ok=True)
+            return self._existing_ref(job_id, exc.existing, upload.filename, collection)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         if password:
             self._passwords[job_id] = password
         self.start()
         self._queue.put(job_id)
         log.info("job queued job_id=%s doc_id=%s", job_id, doc.id)
         return self._ref(job_id, doc.id, upload.filename, JobStatus.QUEUED.value)
+
+    def _existing_ref(
+        self, job_id: str, existing: Any, filename: str, collection: str
+    ) -> dict[str, Any]:
+        """The job for bytes already in the collection: the one ingesting them, if any.
+
+        Otherwise (the document is ready, or another process ingests it) a
+        job that succeeded at once with the ``existing`` option is recorded.
+        """
+        with self.kb.sessions.begin() as session:
+            live = session.scalar(
+                select(IngestJob)
+                .where(IngestJob.document_id == existing.id, IngestJob.status.in_(_ACTIVE))
+                .order_by(IngestJob.created_at)
+            )
+            if live is not None:
+                return self._ref(live.id, existing.id, live.filename, live.status)
+            session.add(
+                IngestJob(
+                    id=job_id,
+                    collection=collection,
+                    filename=filename,
+                    document_id=existing.id,
+                    status=JobStatus.SUCCEEDED.value,
+                    pages_parsed=existing.pages,
+                    chunks_total=existing.chunks,
+                    chunks_embedded=existing.chunks,
+                    options={"existing": True},
+                )
+            )
+        return self._ref(job_id, existing.id, filename, JobStatus.SUCCEEDED.value)
 
     @staticmethod
     def _ref(job_id: str, doc_id: str | None, filename: str, status: str) -> dict[str, Any]:
@@ -312,6 +396,15 @@ class IngestWorker:
             filename, collection = job.filename, job.collection
             doc_id, upload_path = job.document_id, job.upload_path
             options = dict(job.options or {})
+        with self._state:
+            if collection in self._deleting:
+                cancelled = True
+            else:
+                cancelled = False
+                self._current_collection = collection
+        if cancelled:
+            self._finish(job_id, doc_id, "cancelled: its collection is being deleted", "cancelled")
+            return
         password = self._passwords.pop(job_id, None)
         path = Path(upload_path or "")
         if not upload_path or not path.is_file():
@@ -325,6 +418,8 @@ class IngestWorker:
         self._update(job_id, status=JobStatus.RUNNING.value)
 
         def progress(p: IngestProgress) -> None:
+            if collection in self._deleting:
+                raise IngestCancelled(f"cancelled: collection {collection!r} is being deleted")
             self._update(
                 job_id,
                 pages_parsed=p.pages_parsed,

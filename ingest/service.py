@@ -1,14 +1,18 @@
 """Ingestion: bytes of one file → parsed pages → clean text → chunks → vectors → stores.
 
-Every failure leaves a ``failed`` document row that says why, never a
-half-indexed document: chunks only reach SQL, FAISS and BM25 through
-:meth:`rag.knowledge_base.KnowledgeBase.commit_document`.
+A file refused at the door (too large, empty, not a supported type,
+an encrypted or corrupt Office file: :meth:`IngestService.admit`) stores
+nothing; its outcome says why, with no document id. A failure after that
+(unreadable or encrypted PDF, no text) leaves a ``failed`` document row that
+says why, never a half-indexed document: chunks only reach SQL, FAISS and
+BM25 through :meth:`rag.knowledge_base.KnowledgeBase.commit_document`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from ingest.chunking import SentenceChunker
 from ingest.cleaning import clean_pages
 from ingest.parsers import get_parser
 from ingest.sniff import sniff_media_type
-from rag.errors import EmptyDocument, FileTooLarge, RagError
+from rag.errors import DocumentNotFound, DuplicateDocument, EmptyDocument, FileTooLarge, RagError
 from rag.faults import kill_point
 from rag.knowledge_base import KnowledgeBase, file_sha256
 from rag.protocols import Embedder
@@ -87,6 +91,39 @@ def _noop(_: IngestProgress) -> None:
     return None
 
 
+# Bidirectional overrides and isolates make "evil\u202etxt.pdf" display as "evilfdp.txt".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def display_name(filename: str | None) -> str:
+    """A client's file name made safe to store and echo: last component, no control characters.
+
+    Control characters (NUL, newlines, ESC...), lone surrogates and bidi
+    overrides are removed, so a name can never split a header or a log line.
+    The name is display only and never used as a path.
+    """
+    text = "".join(
+        ch
+        for ch in (filename or "")
+        if unicodedata.category(ch) not in ("Cc", "Cs") and ch not in _BIDI_CONTROLS
+    )
+    name = text.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or "unnamed"
+
+
+def _refused(filename: str, collection: str, exc: RagError) -> IngestOutcome:
+    """The outcome for a file refused at the door: nothing was stored, so no id."""
+    log.info("file refused filename=%s code=%s", filename, exc.code)
+    return IngestOutcome(
+        filename=filename,
+        collection=collection,
+        action="failed",
+        status="failed",
+        error=exc.message,
+        error_code=exc.code,
+    )
+
+
 def _existing(doc: DocumentInfo, collection: str) -> IngestOutcome:
     """The outcome for bytes already ingested in the collection."""
     return IngestOutcome(
@@ -141,15 +178,25 @@ class IngestService:
                 details={"size_bytes": size, "limit_bytes": self.max_bytes},
             )
 
+    def admit(self, data: bytes, filename: str) -> str:
+        """The door: check size and type; returns the sniffed media type.
+
+        Raises:
+            FileTooLarge, EmptyDocument, UnsupportedFileType, EncryptedDocument,
+            ParseError: The file is refused (nothing is stored for it).
+        """
+        self.check_size(len(data), filename)
+        return sniff_media_type(data, filename)
+
     def ingest_path(self, path: Path, **kwargs: object) -> IngestOutcome:
         """Ingest a file from disk (see :meth:`ingest_bytes`)."""
         size = path.stat().st_size
-        name = path.name
+        name = display_name(path.name)
         collection = str(kwargs.get("collection") or self.settings.default_collection)
         try:
             self.check_size(size, name)
         except FileTooLarge as exc:
-            return self._failed_without_bytes(name, collection, size, exc)
+            return _refused(name, collection, exc)
         return self.ingest_bytes(path.read_bytes(), name, **kwargs)  # type: ignore[arg-type]
 
     def ingest_bytes(
@@ -178,23 +225,36 @@ class IngestService:
             The outcome; failures are reported in it, not raised.
         """
         report = progress or _noop
-        filename = Path(filename).name or "unnamed"
+        filename = display_name(filename)
         collection = collection or self.settings.default_collection
         self.kb.create_collection(collection, exist_ok=True)
         replace = self.settings.replace_versions if replace is None else replace
         if document_id is None:
             try:
-                self.check_size(len(data), filename)
-            except FileTooLarge as exc:
-                return self._failed_without_bytes(filename, collection, len(data), exc)
-            existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
-            if existing is not None:
-                return _existing(existing, collection)
-            document_id = self.begin(data, filename, collection).id
+                self.admit(data, filename)
+            except RagError as exc:
+                return _refused(filename, collection, exc)
+            try:
+                document_id = self.begin(data, filename, collection).id
+            except DuplicateDocument as exc:
+                return _existing(exc.existing, collection)  # type: ignore[arg-type]
         return self._process(data, filename, collection, document_id, password, replace, report)
 
-    def begin(self, data: bytes, filename: str, collection: str) -> DocumentInfo:
-        """Create the (not yet searchable) document row and store the original bytes."""
+    def begin(
+        self,
+        data: bytes,
+        filename: str,
+        collection: str,
+        *,
+        status: str = "processing",
+        extra_rows: Callable[[str], Iterable[object]] | None = None,
+    ) -> DocumentInfo:
+        """Create the (not yet searchable) document row and store the original bytes.
+
+        Raises:
+            DuplicateDocument: The same bytes are ready or being ingested in the
+                collection (``exc.existing``).
+        """
         try:
             media_type = sniff_media_type(data, filename)
         except RagError:
@@ -206,6 +266,8 @@ class IngestService:
             size_bytes=len(data),
             sha256=file_sha256(data),
             data=data,
+            status=status,
+            extra_rows=extra_rows,
         )
 
     def _process(
@@ -300,19 +362,17 @@ class IngestService:
         ready: list[tuple[int, _Prepared]] = []
         for position in group:
             filename, data = files[position]
-            filename = Path(filename).name or "unnamed"
+            filename = display_name(filename)
             try:
-                self.check_size(len(data), filename)
-            except FileTooLarge as exc:
-                outcomes[position] = self._failed_without_bytes(
-                    filename, collection, len(data), exc
-                )
+                self.admit(data, filename)
+            except RagError as exc:
+                outcomes[position] = _refused(filename, collection, exc)
                 continue
-            existing = self.kb.find_ready_by_sha(collection, file_sha256(data))
-            if existing is not None:
-                outcomes[position] = _existing(existing, collection)
+            try:
+                doc_id = self.begin(data, filename, collection).id
+            except DuplicateDocument as exc:
+                outcomes[position] = _existing(exc.existing, collection)  # type: ignore[arg-type]
                 continue
-            doc_id = self.begin(data, filename, collection).id
             try:
                 prep = self._prepare(data, filename, doc_id, None, _noop, fresh=True)
                 ready.append((position, prep))
@@ -398,7 +458,10 @@ class IngestService:
             log.exception("ingest crashed doc_id=%s", document_id)
             message = f"internal error while ingesting: {type(exc).__name__}: {exc}"
             code = "internal_error"
-        self.kb.fail_document(document_id, message)
+        try:
+            self.kb.fail_document(document_id, message)
+        except DocumentNotFound:
+            pass  # deleted (or its collection) while being ingested: nothing to mark
         return IngestOutcome(
             filename=filename,
             collection=collection,
@@ -420,27 +483,3 @@ class IngestService:
             report(IngestProgress("embedding", pages, len(chunks), start + len(texts)))
             kill_point("embed.batch")
         return np.concatenate(parts, axis=0)
-
-    def _failed_without_bytes(
-        self, filename: str, collection: str, size: int, exc: RagError
-    ) -> IngestOutcome:
-        """Record a failed row for a file refused before reading it (too large)."""
-        self.kb.create_collection(collection, exist_ok=True)
-        doc = self.kb.begin_document(
-            collection,
-            filename,
-            media_type="application/octet-stream",
-            size_bytes=size,
-            sha256="",
-            status="failed",
-        )
-        self.kb.fail_document(doc.id, exc.message)
-        return IngestOutcome(
-            filename=filename,
-            collection=collection,
-            action="failed",
-            status="failed",
-            document_id=doc.id,
-            error=exc.message,
-            error_code=exc.code,
-        )

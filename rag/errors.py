@@ -102,6 +102,32 @@ class Conflict(RagError):
     code = "conflict"
 
 
+class DuplicateDocument(Conflict):
+    """The same bytes are already in the collection (ready, or being ingested).
+
+    ``existing`` is the document that holds them; callers report it as the
+    ``existing`` outcome rather than an error.
+    """
+
+    code = "duplicate_document"
+
+    def __init__(self, message: str, existing: object, *, details: dict | None = None) -> None:
+        super().__init__(message, details=details)
+        self.existing = existing
+
+
+class IngestCancelled(RagError):
+    """An ingestion stopped because its collection or document is being deleted."""
+
+    code = "cancelled"
+
+
+class UnsupportedMediaType(RagError):
+    """A request body is not in the media type the route reads (e.g. JSON sent as text)."""
+
+    code = "unsupported_media_type"
+
+
 class QueryRejected(RagError):
     """A question was refused by a pre-processing rule (empty, too long, injection)."""
 

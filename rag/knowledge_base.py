@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +30,16 @@ from rag.db.models import (
     Document,
     DocumentStatus,
     IndexJournal,
+    IngestJob,
+    JobStatus,
 )
-from rag.errors import CollectionNotFound, Conflict, DocumentNotFound, InvalidInput
+from rag.errors import (
+    CollectionNotFound,
+    Conflict,
+    DocumentNotFound,
+    DuplicateDocument,
+    InvalidInput,
+)
 from rag.faults import kill_point
 from rag.index.atomic import atomic_write_bytes
 from rag.index.bm25 import BM25Index
@@ -47,9 +55,45 @@ _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _INDEX_FILE = re.compile(r"^(vectors|bm25)\.(\d+)\.(faiss|npz)$")
 
 
+_LIVE_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_UNFINISHED = (DocumentStatus.PROCESSING.value, DocumentStatus.PENDING.value)
+
+
+def job_resume_blocker(session: Session, job: IngestJob) -> str | None:
+    """Why an unfinished ingest job cannot be resumed by the server (None when it can).
+
+    The one rule shared by the server's start-up recovery and every check that
+    decides a document is stuck, so they never disagree: a job resumes when its
+    uploaded bytes are still on disk, its document exists, and it needs no
+    password (passwords are never stored).
+    """
+    if not job.upload_path or not Path(job.upload_path).is_file():
+        return "ingestion was interrupted and the uploaded bytes are gone; upload it again"
+    if job.document_id is None or session.get(Document, job.document_id) is None:
+        return "ingestion was interrupted and its document was deleted; upload the file again"
+    if (job.options or {}).get("has_password"):
+        return (
+            "ingestion was interrupted; passwords are not kept across restarts, so upload "
+            "the file again with its password"
+        )
+    return None
+
+
+def _resumable_documents(session: Session) -> set[str]:
+    """Ids of unfinished documents whose ingest job the server will resume."""
+    jobs = session.scalars(
+        select(IngestJob).where(IngestJob.status.in_(_LIVE_JOB), IngestJob.document_id.is_not(None))
+    ).all()
+    return {
+        job.document_id
+        for job in jobs
+        if job.document_id is not None and job_resume_blocker(session, job) is None
+    }
+
+
 def validate_collection_name(name: str) -> str:
     """Collection names are used in URLs and model names: letters, digits, _ . -."""
-    if not _COLLECTION_NAME.match(name or ""):
+    if not _COLLECTION_NAME.fullmatch(name or ""):
         raise InvalidInput(
             f"collection name must be 1-128 letters, digits, '_', '.' or '-' and start with a "
             f"letter or digit, got {name!r}"
@@ -155,7 +199,11 @@ class KnowledgeBase:
     def fail_interrupted_documents(self, exclude: Iterable[str] = ()) -> list[str]:
         """Mark documents stuck in processing/pending as failed; returns their ids.
 
-        Does nothing while another process is ingesting (it holds ``ingest.lock``).
+        A document whose ingest job the server will resume (see
+        :func:`job_resume_blocker`) is not stuck and stays as it is, so a
+        ``rag doctor`` or ``rag ingest`` between a crash and the server's
+        restart never fails what the restart would finish. Does nothing while
+        another process is ingesting (it holds ``ingest.lock``).
         """
         if not self.ingest_lock.try_exclusive():
             log.info("another process is ingesting; not failing processing documents")
@@ -167,13 +215,8 @@ class KnowledgeBase:
 
     def _fail_stuck(self, skip: set[str]) -> list[str]:
         with self.sessions.begin() as session:
-            rows = session.scalars(
-                select(Document).where(
-                    Document.status.in_(
-                        [DocumentStatus.PROCESSING.value, DocumentStatus.PENDING.value]
-                    )
-                )
-            ).all()
+            rows = session.scalars(select(Document).where(Document.status.in_(_UNFINISHED))).all()
+            skip = skip | _resumable_documents(session) if rows else skip
             stuck = [row for row in rows if row.id not in skip]
             for row in stuck:
                 row.status = DocumentStatus.FAILED.value
@@ -300,13 +343,18 @@ class KnowledgeBase:
     # ------------------------------------------------------------------ documents
     def find_ready_by_sha(self, collection: str, sha256: str) -> DocumentInfo | None:
         """The ready document with these bytes in the collection, if any."""
+        found = self.find_live_by_sha(collection, sha256)
+        return found if found is not None and found.status == DocumentStatus.READY.value else None
+
+    def find_live_by_sha(self, collection: str, sha256: str) -> DocumentInfo | None:
+        """The document with these bytes that is ready or being ingested, if any."""
         info = self._collection_ref(collection)
         with self.sessions() as session:
             doc = session.scalar(
                 select(Document).where(
                     Document.collection_id == info.id,
                     Document.sha256 == sha256,
-                    Document.status == DocumentStatus.READY.value,
+                    Document.status != DocumentStatus.FAILED.value,
                 )
             )
             return _document_info(doc, info.name) if doc else None
@@ -336,9 +384,56 @@ class KnowledgeBase:
         sha256: str,
         data: bytes | None = None,
         status: str = DocumentStatus.PROCESSING.value,
+        extra_rows: Callable[[str], Iterable[object]] | None = None,
     ) -> DocumentInfo:
-        """Create the document row (not searchable yet) and keep the original bytes."""
+        """Create the document row (not searchable yet) and keep the original bytes.
+
+        The row claims its bytes: a unique index allows one document per
+        collection and sha256 that is not ``failed``, so of two concurrent
+        uploads of the same bytes exactly one is created. ``extra_rows``, given
+        the new document's id, returns rows inserted in the same transaction
+        (the API's ingest job, so the claim and the job that finishes it
+        appear together).
+
+        Raises:
+            DuplicateDocument: A live document already holds these bytes
+                (``exc.existing`` is it).
+        """
         info = self._collection_ref(collection)
+        live = status != DocumentStatus.FAILED.value
+        existing = self.find_live_by_sha(collection, sha256) if live else None
+        if existing is None:
+            try:
+                result = self._insert_document(
+                    info, filename, media_type, size_bytes, sha256, status, extra_rows
+                )
+            except IntegrityError:
+                # Another upload of the same bytes won the race between our check and insert.
+                existing = self.find_live_by_sha(collection, sha256)
+                if existing is None:
+                    raise
+        if existing is not None:
+            raise DuplicateDocument(
+                f"these bytes are already in collection {collection!r} as document "
+                f"{existing.id} ({existing.status})",
+                existing,
+                details={"document_id": existing.id, "status": existing.status},
+            )
+        if data is not None:
+            atomic_write_bytes(self.files_dir / result.id, data)
+        kill_point("document.begun")
+        return result
+
+    def _insert_document(
+        self,
+        info: CollectionInfo,
+        filename: str,
+        media_type: str,
+        size_bytes: int,
+        sha256: str,
+        status: str,
+        extra_rows: Callable[[str], Iterable[object]] | None,
+    ) -> DocumentInfo:
         with self.sessions.begin() as session:
             latest = session.scalar(
                 select(func.max(Document.version)).where(
@@ -356,11 +451,10 @@ class KnowledgeBase:
             )
             session.add(doc)
             session.flush()
-            result = _document_info(doc, info.name)
-        if data is not None:
-            atomic_write_bytes(self.files_dir / result.id, data)
-        kill_point("document.begun")
-        return result
+            if extra_rows is not None:
+                session.add_all(list(extra_rows(doc.id)))
+                session.flush()
+            return _document_info(doc, info.name)
 
     def update_document(self, doc_id: str, **fields: object) -> None:
         """Set metadata fields of a document row (status, page_count, media_type...)."""
@@ -378,12 +472,18 @@ class KnowledgeBase:
     def get_document(self, doc_id: str) -> DocumentInfo:
         """One document (DocumentNotFound if absent)."""
         with self.sessions() as session:
-            doc = session.get(Document, doc_id)
-            if doc is None:
+            # One query with the collection's name: a lazy load after the
+            # collection was deleted by another thread would find nothing.
+            row = session.execute(
+                select(Document, Collection.name)
+                .join(Collection, Document.collection_id == Collection.id)
+                .where(Document.id == doc_id)
+            ).first()
+            if row is None:
                 raise DocumentNotFound(
                     f"no document with id {doc_id!r}; list them with `rag docs list`"
                 )
-            return _document_info(doc, doc.collection.name)
+            return _document_info(row[0], row[1])
 
     def list_documents(
         self,
@@ -693,16 +793,14 @@ class KnowledgeBase:
                     )
                 ).all()
             )
-            stuck = tuple(
-                session.scalars(
-                    select(Document.id).where(
-                        Document.collection_id == info.id,
-                        Document.status.in_(
-                            [DocumentStatus.PROCESSING.value, DocumentStatus.PENDING.value]
-                        ),
-                    )
-                ).all()
-            )
+            unfinished = session.scalars(
+                select(Document.id).where(
+                    Document.collection_id == info.id, Document.status.in_(_UNFINISHED)
+                )
+            ).all()
+            resumable = _resumable_documents(session) if unfinished else set()
+            stuck = tuple(d for d in unfinished if d not in resumable)
+            waiting = tuple(d for d in unfinished if d in resumable)
         with indexes.rw.read():
             faiss_ids = set(indexes.vectors.ids().tolist()) if indexes.vectors else set()
             bm25_ids = set(indexes.sparse.ids().tolist())
@@ -716,6 +814,7 @@ class KnowledgeBase:
             missing_in_bm25=tuple(sorted(sql_ids - bm25_ids)),
             extra_in_bm25=tuple(sorted(bm25_ids - sql_ids)),
             stuck_documents=stuck,
+            resumable_documents=waiting,
         )
 
     # ------------------------------------------------------------ index plumbing

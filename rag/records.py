@@ -85,10 +85,12 @@ class CollectionCheck:
     missing_in_bm25: tuple[int, ...]
     extra_in_bm25: tuple[int, ...]
     stuck_documents: tuple[str, ...]
+    # Unfinished documents whose ingest job the server resumes (not a fault).
+    resumable_documents: tuple[str, ...] = ()
 
     @property
     def consistent(self) -> bool:
-        """True when all three stores hold exactly the same chunk ids."""
+        """True when all three stores hold the same chunk ids and nothing is stuck."""
         return not (
             self.missing_in_faiss
             or self.extra_in_faiss

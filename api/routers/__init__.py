@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from api.chat_store import ChatStore
 from api.metrics import Metrics
 from api.worker import IngestWorker
+from rag.errors import UnsupportedMediaType
 from rag.services import Services
 
 
@@ -37,3 +38,31 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def require_json(request: Request) -> None:
+    """FastAPI dependency: a route's body must be sent as JSON (415 otherwise).
+
+    Without it FastAPI reads a JSON body sent as ``text/plain`` as bytes and
+    answers 422, which tells the client its data is wrong when only the header is.
+    """
+    content_type = request.headers.get("content-type", "")
+    if _is_json(content_type):
+        return
+    if not content_type and not await request.body():
+        return  # no body at all: validation reports the missing fields
+    raise UnsupportedMediaType(
+        f"send the body as JSON with 'Content-Type: application/json', got "
+        f"{content_type or 'no Content-Type'}",
+        details={"content_type": content_type or None},
+    )
+
+
+JSON_BODY = [Depends(require_json)]

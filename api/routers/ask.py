@@ -10,9 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.errors import body_for
-from api.routers import State
+from api.routers import JSON_BODY, AppState, State
 from api.routers.sse import SSE_HEADERS, SSE_MEDIA_TYPE, iterate_in_thread, sse_event
-from api.schemas import ERROR_RESPONSES, AnswerOut, AskRequest
+from api.schemas import ERROR_RESPONSES, JSON_BODY_RESPONSES, AnswerOut, AskRequest
 from rag.types import Answer
 
 router = APIRouter(tags=["ask"], responses=ERROR_RESPONSES)
@@ -22,6 +22,17 @@ _SSE_DOC = {
     '`token` ({"text"}), then `answer` (the answer object) or `error` (the error body).',
     "content": {SSE_MEDIA_TYPE: {}},
 }
+
+
+async def check_documents(state: AppState, document_ids: list[str]) -> None:
+    """Raise DocumentNotFound (404) for the first id that names no document.
+
+    Filtering by an unknown id would otherwise answer "not found in the
+    documents", which hides a typo in the id.
+    """
+    kb = state.services.kb
+    for doc_id in dict.fromkeys(document_ids):
+        await run_in_threadpool(kb.get_document, doc_id)
 
 
 def wants_stream(request: Request, flag: bool) -> bool:
@@ -63,9 +74,15 @@ async def answer_events(
     return StreamingResponse(body(), media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
 
 
-@router.post("/ask", response_model=AnswerOut, responses={200: _SSE_DOC})
+@router.post(
+    "/ask",
+    response_model=AnswerOut,
+    responses={200: _SSE_DOC, **JSON_BODY_RESPONSES},
+    dependencies=JSON_BODY,
+)
 async def ask(body: AskRequest, request: Request, state: State) -> Any:
     """Answer a question with numbered citations to documents and pages."""
+    await check_documents(state, body.document_ids)
     kwargs: dict[str, Any] = {
         "collections": tuple(body.collections),
         "document_ids": tuple(body.document_ids),

@@ -7,9 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.routers import State
-from api.routers.ask import _SSE_DOC, answer_events, wants_stream
-from api.schemas import ERROR_RESPONSES, ChatDeleted, ChatHistory, ChatRequest, ChatResponse
+from api.routers import JSON_BODY, State
+from api.routers.ask import _SSE_DOC, answer_events, check_documents, wants_stream
+from api.schemas import (
+    ERROR_RESPONSES,
+    JSON_BODY_RESPONSES,
+    ChatDeleted,
+    ChatHistory,
+    ChatRequest,
+    ChatResponse,
+)
 from rag.db.models import new_id
 from rag.types import Answer
 
@@ -27,10 +34,16 @@ def _reply(session_id: str, answer: Answer) -> dict[str, Any]:
     }
 
 
-@router.post("/chat", response_model=ChatResponse, responses={200: _SSE_DOC})
+@router.post(
+    "/chat",
+    response_model=ChatResponse,
+    responses={200: _SSE_DOC, **JSON_BODY_RESPONSES},
+    dependencies=JSON_BODY,
+)
 async def chat(body: ChatRequest, request: Request, state: State) -> Any:
     """Send a message; a new session starts when ``session_id`` is absent."""
     chats = state.chats
+    await check_documents(state, body.document_ids)
 
     def prepare() -> tuple[str, list, list[str]]:
         if body.session_id is None:

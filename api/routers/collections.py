@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.routers import State
+from api.routers import JSON_BODY, State
 from api.schemas import (
     ERROR_RESPONSES,
+    JSON_BODY_RESPONSES,
     CollectionCreate,
     CollectionDeleted,
     CollectionList,
@@ -29,7 +30,11 @@ async def list_collections(state: State) -> dict:
     "/collections",
     status_code=201,
     response_model=CollectionOut,
-    responses={409: {"model": ErrorResponse, "description": "Collection exists"}},
+    responses={
+        **JSON_BODY_RESPONSES,
+        409: {"model": ErrorResponse, "description": "Collection exists"},
+    },
+    dependencies=JSON_BODY,
 )
 async def create_collection(body: CollectionCreate, state: State) -> dict:
     """Create an empty collection."""
@@ -37,8 +42,15 @@ async def create_collection(body: CollectionCreate, state: State) -> dict:
     return info.to_dict()
 
 
-@router.delete("/collections/{name}", response_model=CollectionDeleted)
+@router.delete(
+    "/collections/{name}",
+    response_model=CollectionDeleted,
+    responses={409: {"model": ErrorResponse, "description": "A running ingestion did not stop"}},
+)
 async def delete_collection(name: str, state: State) -> dict:
-    """Delete a collection with its documents, chunks and index files."""
-    count = await run_in_threadpool(state.services.kb.delete_collection, name)
+    """Delete a collection with its documents, chunks and index files.
+
+    Its queued ingest jobs are cancelled and a running one is stopped first.
+    """
+    count = await run_in_threadpool(state.worker.delete_collection, name)
     return {"deleted": name, "documents": count}

@@ -10,7 +10,9 @@ from fastapi.responses import FileResponse
 
 from api.routers import State
 from api.schemas import (
+    COLLECTION_PATTERN,
     ERROR_RESPONSES,
+    MAX_SQL_INT,
     ChunkList,
     DocumentDeleted,
     DocumentList,
@@ -19,6 +21,8 @@ from api.schemas import (
     UploadAccepted,
 )
 from api.worker import UploadedFile
+from ingest.service import display_name
+from ingest.sniff import SUPPORTED_MEDIA_TYPES
 
 router = APIRouter(tags=["documents"], responses=ERROR_RESPONSES)
 
@@ -26,6 +30,8 @@ DocumentStatusName = Annotated[
     str | None,
     Query(pattern="^(pending|processing|ready|failed)$", description="Filter by status."),
 ]
+Offset = Annotated[int, Query(ge=0, le=MAX_SQL_INT, description="Rows to skip.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return.")]
 
 
 @router.post(
@@ -33,14 +39,28 @@ DocumentStatusName = Annotated[
     status_code=202,
     response_model=UploadAccepted,
     responses={
+        400: {"model": ErrorResponse, "description": "The body is not valid multipart data"},
         413: {"model": ErrorResponse, "description": "A file is over the size limit"},
         415: {"model": ErrorResponse, "description": "A file is not PDF, text, Markdown or HTML"},
+        422: {
+            "model": ErrorResponse,
+            "description": "Invalid input, or a file that is empty, encrypted or corrupt",
+        },
     },
 )
 async def upload_documents(
     state: State,
-    files: Annotated[list[UploadFile], File(description="One or more files (repeat the field).")],
-    collection: Annotated[str | None, Form(description="Target collection.")] = None,
+    files: Annotated[
+        list[UploadFile],
+        File(min_length=1, description="One or more files (repeat the field)."),
+    ],
+    collection: Annotated[
+        str | None,
+        Form(
+            pattern=COLLECTION_PATTERN,
+            description="Target collection (letters, digits, '_', '.' or '-').",
+        ),
+    ] = None,
     password: Annotated[str | None, Form(description="Password of encrypted PDFs.")] = None,
     replace: Annotated[
         bool | None, Form(description="Replace older versions with the same file name.")
@@ -48,8 +68,10 @@ async def upload_documents(
 ) -> dict:
     """Validate the files and queue their ingestion; poll ``GET /jobs/{job_id}``.
 
-    Every file is checked (size, type, emptiness) before anything is queued: if
-    one is refused, the response is that file's error and no job is created.
+    Every file is checked (size, type, emptiness, encryption of Office files)
+    before anything is queued: if one is refused, the response is that file's
+    error, no job is created and nothing is stored. Bytes already in the
+    collection (ready or still being ingested) return that document's job.
     """
     uploads = [UploadedFile(f.filename or "", await f.read()) for f in files]
     jobs = await run_in_threadpool(
@@ -63,8 +85,8 @@ async def list_documents(
     state: State,
     collection: Annotated[str | None, Query(description="Only this collection.")] = None,
     status: DocumentStatusName = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Offset = 0,
+    limit: Limit = 50,
 ) -> dict:
     """Documents, newest first, with the total matching count."""
     docs, total = await run_in_threadpool(
@@ -83,8 +105,8 @@ async def get_document(doc_id: str, state: State) -> dict:
 async def document_chunks(
     state: State,
     doc_id: str,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+    limit: Limit = 100,
 ) -> dict:
     """A document's chunks in order, with the total count."""
     kb = state.services.kb
@@ -100,7 +122,15 @@ async def document_chunks(
 @router.get(
     "/documents/{doc_id}/file",
     response_class=FileResponse,
-    responses={200: {"description": "The original bytes", "content": {"application/pdf": {}}}},
+    responses={
+        200: {
+            "description": "The original bytes, with the media type sniffed at upload",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in (*SUPPORTED_MEDIA_TYPES, "application/octet-stream")
+            },
+        }
+    },
 )
 async def document_file(doc_id: str, state: State) -> FileResponse:
     """The original file, with its media type and name."""
@@ -110,7 +140,7 @@ async def document_file(doc_id: str, state: State) -> FileResponse:
     return FileResponse(
         path,
         media_type=doc.media_type or "application/octet-stream",
-        filename=doc.filename,
+        filename=display_name(doc.filename),  # rows stored before names were cleaned
     )
 
 

@@ -18,9 +18,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.errors import body_for
-from api.routers import State
+from api.routers import JSON_BODY, State
 from api.routers.sse import SSE_HEADERS, SSE_MEDIA_TYPE, iterate_in_thread
-from api.schemas import ERROR_RESPONSES, ChatCompletionRequest, ModelList
+from api.schemas import (
+    ERROR_RESPONSES,
+    JSON_BODY_RESPONSES,
+    ChatCompletionRequest,
+    ModelList,
+    UserMessage,
+)
 from rag.db.models import new_id
 from rag.errors import InvalidInput
 from rag.generation import estimate_tokens
@@ -38,15 +44,22 @@ def sources_block(answer: Answer) -> str:
 
 
 def split_messages(request: ChatCompletionRequest) -> tuple[str, tuple[ChatTurn, ...]]:
-    """The question (last user message) and the earlier turns as history."""
+    """The question (the last user message) and the user/assistant turns before it.
+
+    Messages after the last user message (an assistant prefix) are ignored:
+    the answer comes from the documents, not from a continuation.
+    """
+    last = max(
+        (i for i, m in enumerate(request.messages) if isinstance(m, UserMessage)), default=None
+    )
+    if last is None:  # the schema requires one; kept for callers building requests in code
+        raise InvalidInput("messages must hold a user message with the question")
     turns = [
         ChatTurn(role=m.role, content=m.text())
-        for m in request.messages
+        for m in request.messages[:last]
         if m.role in ("user", "assistant")
     ]
-    if not turns or turns[-1].role != "user":
-        raise InvalidInput("messages must end with a user message holding the question")
-    return turns[-1].content, tuple(turns[:-1])
+    return request.messages[last].text(), tuple(turns)
 
 
 def _usage(prompt: str, completion: str) -> dict[str, int]:
@@ -84,7 +97,18 @@ async def list_models(state: State) -> dict:
     }
 
 
-@router.post("/chat/completions")
+@router.post(
+    "/chat/completions",
+    responses={
+        200: {
+            "description": "An OpenAI chat completion; with `stream`: `chat.completion.chunk` "
+            "server-sent events ending with `data: [DONE]`.",
+            "content": {"application/json": {}, SSE_MEDIA_TYPE: {}},
+        },
+        **JSON_BODY_RESPONSES,
+    },
+    dependencies=JSON_BODY,
+)
 async def chat_completions(body: ChatCompletionRequest, state: State) -> Any:
     """OpenAI chat completion answered from the collection named by ``model``."""
     question, history = split_messages(body)
@@ -93,6 +117,7 @@ async def chat_completions(body: ChatCompletionRequest, state: State) -> Any:
         "history": history,
         "collections": (body.model,),
         "max_new_tokens": body.max_completion_tokens or body.max_tokens,
+        "top_k": body.top_k,
     }
     pipeline = state.pipeline
     cid = "chatcmpl-" + new_id()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rag.db.models import Base
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -37,7 +41,23 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     Base.metadata.create_all(engine)
+    _add_missing_indexes(engine)
     return engine
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    """Create indexes added to existing tables since the database was made.
+
+    ``create_all`` only creates indexes together with their table. A unique
+    index that existing rows violate (duplicates from before it existed) is
+    skipped with a warning; ``rag doctor`` still works.
+    """
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            try:
+                index.create(engine, checkfirst=True)
+            except (IntegrityError, OperationalError) as exc:
+                log.warning("index not created name=%s reason=%s", index.name, exc)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

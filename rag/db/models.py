@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -78,6 +79,17 @@ class Document(Base):
     __table_args__ = (
         Index("ix_documents_collection_sha", "collection_id", "sha256"),
         Index("ix_documents_collection_filename", "collection_id", "filename"),
+        # One live copy of the same bytes per collection, even under concurrent
+        # uploads: a partial unique index (SQLite and PostgreSQL both have them)
+        # that ignores failed rows, so a failed file can be uploaded again.
+        Index(
+            "ux_documents_collection_sha_live",
+            "collection_id",
+            "sha256",
+            unique=True,
+            sqlite_where=text("status != 'failed'"),
+            postgresql_where=text("status != 'failed'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

@@ -62,4 +62,4 @@ def test_chat_errors(client):
     assert_error(client.get("/chat/nope"), 404, "chat_not_found")
     assert_error(client.delete("/chat/nope"), 404, "chat_not_found")
     assert_error(client.post("/chat", json={}), 422, "validation_error")
-    assert_error(client.post("/chat", json={"message": ""}), 422, "query_rejected")
+    assert_error(client.post("/chat", json={"message": ""}), 422, "validation_error")

@@ -28,8 +28,9 @@ def test_collection_lifecycle(client, pdfs_dir: Path):
 
 
 def test_collection_input_errors(client):
-    assert_error(client.post("/collections", json={"name": "bad name!"}), 422, "invalid_input")
-    assert_error(client.post("/collections", json={"name": ""}), 422, "invalid_input")
+    # The name pattern is in the schema, so a bad name is a validation error.
+    assert_error(client.post("/collections", json={"name": "bad name!"}), 422, "validation_error")
+    assert_error(client.post("/collections", json={"name": ""}), 422, "validation_error")
     assert_error(client.post("/collections", json={}), 422, "validation_error")
     response = client.post(
         "/collections", content=b"{not json", headers={"content-type": "application/json"}

@@ -28,7 +28,6 @@ def service(services) -> IngestService:
 @pytest.mark.parametrize(
     ("name", "code", "message"),
     [
-        ("malformed_empty-0-bytes.pdf", "empty_document", "empty"),
         ("scanned_image-only_mineru-small-ocr.pdf", "empty_document", "OCR is not supported"),
         ("encrypted_libreoffice-writer-password.pdf", "encrypted_document", "password required"),
     ],
@@ -66,8 +65,16 @@ def test_oversized_and_unsupported_files(service, services, tmp_path: Path) -> N
     assert outcome.error_code == "file_too_large" and "RAG_INGEST__MAX_FILE_MB" in outcome.error
     png = service.ingest_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "picture.pdf")
     assert png.error_code == "unsupported_file_type"
-    statuses = {d.filename: d.status for d in services.kb.list_documents()[0]}
-    assert statuses == {"big.txt": "failed", "picture.pdf": "failed"}
+    # Refused at the door: reported with no document id, and nothing is stored.
+    assert outcome.document_id is None and png.document_id is None
+    assert services.kb.list_documents()[0] == []
+
+
+def test_an_empty_file_is_refused_without_a_row(service, services, pdfs_dir: Path) -> None:
+    outcome = service.ingest_path(pdfs_dir / "malformed_empty-0-bytes.pdf")
+    assert outcome.action == "failed" and outcome.error_code == "empty_document"
+    assert outcome.document_id is None and "empty" in (outcome.error or "")
+    assert services.kb.list_documents()[0] == []
 
 
 def test_corrupt_pdf_recovers_text(service, pdfs_dir: Path) -> None:

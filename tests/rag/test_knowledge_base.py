@@ -168,3 +168,45 @@ def test_document_filter_searches_only_that_document(services) -> None:
         "panels electricity", where=RetrievalFilter(document_ids=(a.document_id,)), top_k=5
     )
     assert result.hits and {h.document_id for h in result.hits} == {a.document_id}
+
+
+def test_one_live_document_per_collection_and_bytes(services) -> None:
+    """Issue 14, defect 3: the database itself refuses a second live copy of the same bytes."""
+    from sqlalchemy.exc import IntegrityError
+
+    from rag.db.models import Document
+    from rag.errors import DuplicateDocument
+
+    kb = services.kb
+    kb.create_collection("c")
+    first = kb.begin_document("c", "a.txt", media_type="text/plain", size_bytes=3, sha256="abc")
+    with pytest.raises(DuplicateDocument) as info:
+        kb.begin_document("c", "b.txt", media_type="text/plain", size_bytes=3, sha256="abc")
+    assert info.value.existing.id == first.id  # type: ignore[attr-defined]
+    # A racing writer that skipped the check is stopped by the unique index.
+    collection_id = kb.get_collection("c").id
+    with pytest.raises(IntegrityError), kb.sessions.begin() as session:
+        session.add(
+            Document(collection_id=collection_id, filename="c.txt", sha256="abc", status="pending")
+        )
+    # Failed rows do not count: the same bytes may be tried again; other collections are free.
+    kb.fail_document(first.id, "broken")
+    again = kb.begin_document("c", "a.txt", media_type="text/plain", size_bytes=3, sha256="abc")
+    assert again.id != first.id and again.version == 2
+    kb.create_collection("d")
+    kb.begin_document("d", "a.txt", media_type="text/plain", size_bytes=3, sha256="abc")
+
+
+def test_a_document_whose_collection_vanished_is_not_found(services) -> None:
+    """Issue 14, defect 5: no AttributeError when the collection row is gone."""
+    from sqlalchemy import text
+
+    kb = services.kb
+    doc = ingest(services, SOLAR, "solar.txt", collection="gone")
+    with kb.engine.connect() as conn:  # what a concurrent delete leaves for a moment
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.execute(text("DELETE FROM collections WHERE name = 'gone'"))
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+    with pytest.raises(DocumentNotFound):
+        kb.get_document(doc.document_id)

@@ -135,3 +135,19 @@ def test_bootstrap_ingests_the_samples_once(env) -> None:
     code, out = run(env, "docs", "list", "--json")
     names = {d["filename"] for d in json.loads(out)["documents"]}
     assert names == {"acme-employee-handbook.pdf", "solar-energy-basics.md", "tea-culture-zh.md"}
+
+
+def test_ingest_reports_a_refused_file_and_stores_nothing(env, pdfs_dir: Path, tmp_path: Path):
+    """Issue 14, defect 7: a file refused at the door leaves no row, in the CLI as in the API."""
+    picture = tmp_path / "picture.pdf"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    empty = pdfs_dir / "malformed_empty-0-bytes.pdf"
+    code, out = run(env, "ingest", str(picture), str(empty), "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["failed"] == 2
+    for doc in data["documents"]:
+        assert doc["action"] == "failed" and doc["status"] == "failed"
+        assert doc["id"] is None and doc["error"] and doc["error_code"]
+    code, out = run(env, "docs", "list", "--json")
+    assert code == 0 and json.loads(out)["total"] == 0
