@@ -18,6 +18,7 @@ import numpy as np
 from rag.errors import ConfigError
 from rag.hardware import cpu_has_fast_bf16, usable_cores
 from rag.settings import EmbeddingSettings
+from rag.text.language import ANY_LANGUAGE
 from rag.text.token_counter import HFTokenCounter
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,18 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+def embedder_languages(settings: EmbeddingSettings) -> frozenset[str]:
+    """The languages ``settings`` declare, else English for the bundled model, else any.
+
+    all-MiniLM-L6-v2 was trained on English pairs: on Chinese passages it scores
+    nDCG@10 0.20 against BM25's 0.98 (CMRC 2018 trial, README), and fusing it in
+    costs the hybrid more than it adds.
+    """
+    if settings.languages:
+        return frozenset(code.strip().lower() for code in settings.languages)
+    return frozenset({"en"}) if settings.model == "bundled" else frozenset({ANY_LANGUAGE})
+
+
 class SentenceTransformerEmbedder:
     """Embeds texts into L2-normalised float32 vectors.
 
@@ -63,6 +76,7 @@ class SentenceTransformerEmbedder:
         self._token_counter: HFTokenCounter | None = None
         self._lock = threading.Lock()
         self.name = settings.model if settings.model != "bundled" else "all-MiniLM-L6-v2"
+        self.languages = embedder_languages(settings)
         self.threads = settings.threads or usable_cores()
         if settings.precision == "auto":
             self.bf16 = settings.device == "cpu" and cpu_has_fast_bf16()
@@ -143,13 +157,20 @@ class HashingEmbedder:
     """A deterministic bag-of-terms embedder: a real, fast implementation for tests.
 
     Each term (from the BM25 tokeniser) is hashed to a dimension with a sign;
-    vectors are L2-normalised, so texts sharing terms get high cosine.
+    vectors are L2-normalised, so texts sharing terms get high cosine. Terms
+    come from the same tokeniser for every language, so it covers any.
     """
 
-    def __init__(self, dimension: int = 256, max_tokens: int = 256) -> None:
+    def __init__(
+        self,
+        dimension: int = 256,
+        max_tokens: int = 256,
+        languages: frozenset[str] = frozenset({ANY_LANGUAGE}),
+    ) -> None:
         if dimension < 8:
             raise ConfigError(f"dimension must be >= 8, got {dimension}")
         self.name = f"hashing-{dimension}"
+        self.languages = languages
         self.dimension = dimension
         self.max_tokens = max_tokens
 

@@ -54,10 +54,16 @@ class Chunker(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Maps texts to L2-normalised float32 vectors."""
+    """Maps texts to L2-normalised float32 vectors.
+
+    ``languages`` are the ISO 639-1 codes of the languages the model handles
+    (``"*"``: any); hybrid retrieval leaves the dense retriever out for a
+    question in any other language (see ``rag.text.language``).
+    """
 
     name: str
     dimension: int
+    languages: frozenset[str]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), dimension), float32, each row of unit length."""

@@ -81,6 +81,9 @@ def build_embedder(settings: Settings) -> Any:
         from rag.embedding import HashingEmbedder
 
         _, _, dim = settings.embedding.model.partition(":")
+        languages = settings.embedding.languages
+        if languages:
+            return HashingEmbedder(int(dim or 256), languages=frozenset(languages))
         return HashingEmbedder(int(dim or 256))
     return SentenceTransformerEmbedder(settings.embedding)
 

@@ -62,6 +62,12 @@ class EmbeddingSettings(BaseModel):
     )
     threads: int = Field(0, ge=0, description="Torch threads for embedding (0 = all cores).")
     device: str = Field("cpu", description="Torch device, e.g. 'cpu' or 'cuda'.")
+    languages: list[str] | None = Field(
+        None,
+        description="Languages the model was trained on (ISO 639-1 codes, '*' for any); "
+        "hybrid search answers questions in other languages with BM25 alone. Unset: "
+        "['en'] for the bundled all-MiniLM-L6-v2, any for other models.",
+    )
 
 
 class IndexSettings(BaseModel):
@@ -89,6 +95,18 @@ class IndexSettings(BaseModel):
         "BM25Okapi formula.",
     )
     bm25_stem: bool = Field(True, description="Porter/Snowball-stem English terms for BM25.")
+    checkpoint_entries: int = Field(
+        200,
+        ge=1,
+        description="Save a collection's index files after this many unsaved writes; the SQL "
+        "journal covers the rest and is replayed on start.",
+    )
+    checkpoint_seconds: float = Field(
+        30.0,
+        ge=0.0,
+        description="Or when the oldest unsaved write is this old (checked on writes and by "
+        "the server's worker when idle). Index files are also saved on clean shutdown.",
+    )
 
 
 class RetrievalSettings(BaseModel):
