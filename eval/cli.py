@@ -183,3 +183,98 @@ def run_user_eval_command(
         f"results: {paths[0]}\ntable:   {paths[1]}\nchart:   {paths[2]}", highlight=False
     )
     return 0
+
+
+def run_answer_eval_command(
+    dataset_dir: Path,
+    generators: str | None,
+    limit: int | None,
+    out_dir: Path | None,
+    config: str | None,
+) -> int:
+    """Evaluate answers on a QA folder (``docs/`` + ``questions.jsonl``); returns the exit code.
+
+    Writes ``results.json``, ``results.md``, ``chart.png`` and ``answers.jsonl``
+    (one readable record per question and generator) into the report folder.
+    """
+    from eval.answer_runner import (
+        ANSWER_COLUMNS,
+        CHART_COLUMNS,
+        evaluate_answers,
+        parse_generators,
+        references_for,
+    )
+    from eval.qa import load_qa
+    from rag.cli.common import cli_settings
+
+    try:
+        settings = cli_settings(config)
+        chosen = parse_generators(generators or settings.generator.backend)
+        dataset = load_qa(dataset_dir).head(limit)
+        out = out_dir or (
+            settings.data_dir / "eval" / f"{dataset_dir.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        )
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            result = evaluate_answers(
+                dataset,
+                settings,
+                chosen,
+                settings.data_dir / "eval-cache",
+                answers_path=Path(out) / "answers.jsonl",
+                progress=progress,
+            )
+    except RagError as exc:
+        console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        return 2 if exc.code in ("invalid_input", "parse_error") else 1
+    timings: dict[str, object] = dict(result.timings)
+    for name, stages in result.latency.items():
+        timings[name] = {f"{stage} {q}": v for stage, qs in stages.items() for q, v in qs.items()}
+    paths = write_report(
+        out,
+        {
+            "config": {**result.config, "limit": limit},
+            "dataset": dataset.summary(),
+            "metrics": result.metrics,
+            "per_query": result.per_query,
+            "timings": timings,
+            "references": references_for(dataset_dir.name),
+            "latency": result.latency,
+            "row_label": "generator",
+        },
+        title="Answer evaluation",
+        columns=ANSWER_COLUMNS,
+        chart_metrics=CHART_COLUMNS,
+    )
+    summary = dataset.summary()
+    table = Table(
+        title=f"{dataset_dir.name} ({summary['num_queries']} questions, "
+        f"{summary['unanswerable']} unanswerable)"
+    )
+    table.add_column("generator")
+    for column in ANSWER_COLUMNS:
+        table.add_column(column)
+    for name, metrics in result.metrics.items():
+        table.add_row(
+            name, *("–" if metrics[c] is None else f"{metrics[c]:.3f}" for c in ANSWER_COLUMNS)
+        )
+    Console().print(table)
+    Console().print(
+        f"results: {paths.json}\ntable:   {paths.markdown}\nchart:   {paths.chart}\n"
+        f"answers: {Path(out) / 'answers.jsonl'}",
+        highlight=False,
+    )
+    return 0

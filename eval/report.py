@@ -181,19 +181,29 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _reference_columns(references: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _reference_columns(
+    references: Mapping[str, Mapping[str, Any]], columns: Sequence[str] = REPORT_COLUMNS
+) -> list[str]:
     keys = {k for ref in references.values() for k in ref if k != "source"}
-    ordered = [c for c in REPORT_COLUMNS if c in keys]
+    ordered = [c for c in columns if c in keys]
     ordered += sorted(keys - set(ordered))
     if any("source" in ref for ref in references.values()):
         ordered.append("source")
     return ordered
 
 
-def render_markdown(payload: Mapping[str, Any]) -> str:
-    """The human-readable report: metrics table, references, timings, versions, config."""
+def render_markdown(
+    payload: Mapping[str, Any],
+    *,
+    title: str = "Retrieval evaluation",
+    columns: Sequence[str] = REPORT_COLUMNS,
+) -> str:
+    """The human-readable report: metrics table, references, timings, versions, config.
+
+    ``title`` and ``columns`` let other evaluations (answers) share the layout.
+    """
     dataset = payload.get("dataset") or {}
-    title = "# Retrieval evaluation"
+    title = f"# {title}"
     if dataset.get("name"):
         title += f": {dataset['name']}"
         if dataset.get("split"):
@@ -210,13 +220,16 @@ def render_markdown(payload: Mapping[str, Any]) -> str:
     ]
     if counts:
         parts += [", ".join(counts) + ".", ""]
-    parts += [markdown_table(payload["metrics"]), ""]
+    parts += [
+        markdown_table(payload["metrics"], columns, row_label=payload.get("row_label", "mode")),
+        "",
+    ]
     references = payload.get("references") or {}
     if references:
         parts += [
             "## Published references",
             "",
-            markdown_table(references, _reference_columns(references), row_label="system"),
+            markdown_table(references, _reference_columns(references, columns), row_label="system"),
             "",
         ]
     timings = _flatten(payload.get("timings") or {})
@@ -242,6 +255,8 @@ def draw_chart(
     metrics_by_mode: Mapping[str, Mapping[str, Any]],
     references: Mapping[str, Mapping[str, Any]] | None = None,
     metrics: Sequence[str] = CHART_METRICS,
+    *,
+    row_label: str = "mode",
 ) -> None:
     """Bar chart of ``metrics`` per mode, with a dashed line per published reference value.
 
@@ -280,7 +295,7 @@ def draw_chart(
     axes.set_xticks(range(len(modes)), modes, rotation=20 if len(modes) > 4 else 0)
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("score")
-    axes.set_title(" and ".join(column_title(m) for m in metrics) + " per mode")
+    axes.set_title(" and ".join(column_title(m) for m in metrics) + f" per {row_label}")
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
@@ -303,8 +318,19 @@ def _check_results(results: Mapping[str, Any]) -> None:
         )
 
 
-def write_report(out_dir: Path, results: Mapping[str, Any]) -> ReportPaths:
+def write_report(
+    out_dir: Path,
+    results: Mapping[str, Any],
+    *,
+    title: str = "Retrieval evaluation",
+    columns: Sequence[str] = REPORT_COLUMNS,
+    chart_metrics: Sequence[str] = CHART_METRICS,
+) -> ReportPaths:
     """Write ``results.json``, ``results.md`` and ``chart.png`` into ``out_dir`` (made if absent).
+
+    ``title``, ``columns`` (of the Markdown table) and ``chart_metrics`` default
+    to the retrieval report's; a ``row_label`` key in ``results`` names the rows
+    (default "mode").
 
     ``versions`` is filled from the installed packages; values given in
     ``results["versions"]`` win. Unknown top-level keys are kept in the JSON.
@@ -330,7 +356,15 @@ def write_report(out_dir: Path, results: Mapping[str, Any]) -> ReportPaths:
     )
     text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     _write_atomic(paths.json, text.encode("utf-8"))
-    _write_atomic(paths.markdown, render_markdown(payload).encode("utf-8"))
-    draw_chart(paths.chart, payload["metrics"], payload["references"])
+    markdown = render_markdown(payload, title=title, columns=columns)
+    _write_atomic(paths.markdown, markdown.encode("utf-8"))
+    row_label = str(payload.get("row_label", "mode"))
+    draw_chart(
+        paths.chart,
+        payload["metrics"],
+        payload["references"],
+        chart_metrics,
+        row_label=row_label,
+    )
     log.info("wrote report dir=%s modes=%d", out_dir, len(payload["metrics"]))
     return paths

@@ -66,6 +66,19 @@ def corpus_key(dataset: BeirDataset, settings: Settings) -> str:
     for doc_id in sorted(dataset.corpus):
         doc = dataset.corpus[doc_id]
         digest.update(f"{doc_id}\0{doc.title}\0{doc.text}\0".encode())
+    return _settings_digest(digest, settings)
+
+
+def files_key(files: Sequence[tuple[str, bytes]], settings: Settings) -> str:
+    """Cache key for a knowledge base of files: names, bytes and the index settings."""
+    digest = hashlib.sha256()
+    for name, data in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return _settings_digest(digest, settings)
+
+
+def _settings_digest(digest: Any, settings: Settings) -> str:
+    """Add what shapes the stored index (tokeniser, model, chunking, BM25) and cut the key."""
     idx = settings.index
     digest.update(
         json.dumps(
@@ -103,10 +116,57 @@ def build_eval_services(
     Returns:
         (services, chunk id → corpus doc id, seconds spent ingesting; 0 when cached).
     """
+    ids = sorted(dataset.corpus)
+
+    def files(part: Sequence[str]) -> list[tuple[str, bytes]]:
+        return [
+            (
+                f"{doc_id}.txt",
+                document_bytes(dataset.corpus[doc_id].title, dataset.corpus[doc_id].text),
+            )
+            for doc_id in part
+        ]
+
+    services, ingest_seconds = cached_knowledge_base(
+        corpus_key(dataset, settings), ids, files, settings, cache_dir, progress, embedder
+    )
+    chunk_to_doc = _chunk_to_corpus_ids(services.kb)
+    return services, chunk_to_doc, ingest_seconds
+
+
+def cached_knowledge_base(
+    key: str,
+    names: Sequence[str],
+    files: Callable[[Sequence[str]], list[tuple[str, bytes]]],
+    settings: Settings,
+    cache_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+    embedder: Any | None = None,
+    collection: str = COLLECTION,
+) -> tuple[Any, float]:
+    """Services over a knowledge base under ``cache_dir / key``, ingested once.
+
+    The files go through the normal ingest (parse, chunk, embed, index) in
+    batches; a ``complete.json`` marker says the build finished, and a folder
+    without it (an interrupted build) is rebuilt from scratch.
+
+    Args:
+        key: Cache key (:func:`corpus_key`, :func:`files_key`).
+        names: What to ingest, in order; ``files`` turns a batch of names into
+            ``(filename, bytes)`` pairs, so a large corpus is never all in memory.
+        files: See ``names``.
+        settings: Settings; the data folder is replaced by the cache folder.
+        cache_dir: Folder holding one knowledge base per key.
+        progress: Called with (done, total) after each batch.
+        embedder: A preloaded embedder to share (else built from settings).
+        collection: Collection the files go into.
+
+    Returns:
+        (services, seconds spent ingesting; 0 when cached).
+    """
     from ingest.service import IngestService
     from rag.services import build_services
 
-    key = corpus_key(dataset, settings)
     data_dir = cache_dir / key
     marker = data_dir / "complete.json"
     kb_settings = settings.model_copy(update={"data_dir": data_dir, "database_url": None})
@@ -121,29 +181,21 @@ def build_eval_services(
             services = build_services(kb_settings, embedder=embedder)
         services.kb.autoflush = False
         service = IngestService(services.kb, services.embedder, kb_settings.ingest)
-        ids = sorted(dataset.corpus)
         started = time.perf_counter()
         batch = 512
-        for start in range(0, len(ids), batch):
-            part = ids[start : start + batch]
-            files = [
-                (
-                    f"{doc_id}.txt",
-                    document_bytes(dataset.corpus[doc_id].title, dataset.corpus[doc_id].text),
-                )
-                for doc_id in part
-            ]
-            outcomes = service.ingest_many(files, collection=COLLECTION)
+        for start in range(0, len(names), batch):
+            outcomes = service.ingest_many(
+                files(names[start : start + batch]), collection=collection
+            )
             failed = [o for o in outcomes if not o.ok]
             for outcome in failed:
                 log.warning("corpus doc failed file=%s error=%s", outcome.filename, outcome.error)
             if progress:
-                progress(min(start + batch, len(ids)), len(ids))
+                progress(min(start + batch, len(names)), len(names))
         services.kb.flush()
         ingest_seconds = time.perf_counter() - started
-        marker.write_text(json.dumps({"documents": len(ids), "seconds": ingest_seconds}))
-    chunk_to_doc = _chunk_to_corpus_ids(services.kb)
-    return services, chunk_to_doc, ingest_seconds
+        marker.write_text(json.dumps({"documents": len(names), "seconds": ingest_seconds}))
+    return services, ingest_seconds
 
 
 def _chunk_to_corpus_ids(kb: Any) -> dict[int, str]:

@@ -129,7 +129,10 @@ def serve(
 def eval_command(
     dataset_dir: Annotated[
         Path,
-        typer.Argument(help="BEIR-format dataset folder, or a JSONL file of your own questions."),
+        typer.Argument(
+            help="BEIR-format dataset folder, a QA folder (docs/ + questions.jsonl), "
+            "or a JSONL file of your own questions."
+        ),
     ],
     split: Annotated[str, typer.Option("--split", help="qrels split")] = "test",
     modes: Annotated[str, typer.Option("--modes")] = "bm25,dense,hybrid-rrf,hybrid-weighted",
@@ -149,12 +152,24 @@ def eval_command(
         str | None,
         typer.Option("--candidates", help="chunks each retriever returns, comma list to sweep"),
     ] = None,
+    generators: Annotated[
+        str | None,
+        typer.Option(
+            "--generators", help="QA folder: generators to compare, e.g. transformers,extractive"
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="QA folder: only the first N questions")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Evaluate retrieval: a BEIR dataset, or your questions against a collection."""
-    from eval.cli import run_eval_command, run_user_eval_command
+    """Evaluate retrieval (a BEIR dataset, or your questions) or answers (a QA folder)."""
+    from eval.cli import run_answer_eval_command, run_eval_command, run_user_eval_command
+    from eval.qa import is_qa_folder
 
-    if dataset_dir.is_file():
+    if is_qa_folder(dataset_dir):
+        code = run_answer_eval_command(dataset_dir, generators, limit, out_dir, config)
+    elif dataset_dir.is_file():
         code = run_user_eval_command(
             dataset_dir, modes, k, out_dir, tuple(collection or ()), config
         )
