@@ -10,9 +10,10 @@ BM25 through :meth:`rag.knowledge_base.KnowledgeBase.commit_document`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -85,6 +86,16 @@ class _Prepared:
     media_type: str
     pages: int
     chunks: list[Chunk]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Chunks ``start:end`` of one prepared file, part of one embedding group."""
+
+    position: int
+    prep: _Prepared
+    start: int
+    end: int
 
 
 def _noop(_: IngestProgress) -> None:
@@ -295,17 +306,36 @@ class IngestService:
         *,
         collection: str | None = None,
         replace: bool | None = None,
+        password: str | None = None,
         progress: ProgressCallback | None = None,
+        on_outcome: Callable[[int, IngestOutcome], None] | None = None,
         group_size: int = 200,
+        group_chunks: int | None = None,
     ) -> list[IngestOutcome]:
-        """Bulk path: a pipeline of prepare → embed → commit over groups of files.
+        """The ingest path of the CLI, the eval loader and the benchmarks.
 
-        Embedding many small files one by one wastes the batch, and the
-        per-file SQL transactions and fsyncs leave the cores idle. So groups
-        of files are embedded in a background thread while the main thread
-        commits the previous group and prepares the next (torch releases the
-        GIL). Each document is still committed through the one write path, so
+        A pipeline of prepare → embed → commit over groups of files: a group
+        closes at ``group_size`` files or ``group_chunks`` chunks, and is
+        embedded in a background thread while the main thread commits the
+        previous group and prepares the next (torch releases the GIL). Many
+        small files share one embedding batch; a large one is a group of its
+        own. Each document is still committed through the one write path, so
         each is all-or-nothing.
+
+        Args:
+            files: (file name, bytes) pairs; read lazily by index, so a
+                sequence that loads each file on access keeps memory flat.
+            collection: Target collection (created if missing).
+            replace: Replace older versions with the same file name.
+            password: Password tried on encrypted files.
+            progress: Called after each embedded group (chunks so far).
+            on_outcome: Called with (position, outcome) as each file finishes.
+            group_size: Most files per embedding group.
+            group_chunks: Chunks after which a group is closed (default: the
+                ``embed_batch_chunks`` setting).
+
+        Returns:
+            One outcome per file, in input order.
         """
         from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -314,27 +344,50 @@ class IngestService:
         self.kb.create_collection(collection, exist_ok=True)
         replace = self.settings.replace_versions if replace is None else replace
         outcomes: dict[int, IngestOutcome] = {}
-        positions = list(range(len(files)))
-        groups = [positions[i : i + group_size] for i in range(0, len(positions), group_size)]
+        announced: set[int] = set()
         total_chunks = 0
         embedded = 0
 
-        def commit(batch: list[tuple[int, _Prepared]], vectors: np.ndarray) -> None:
-            offset = 0
-            for position, prep in batch:
-                part = vectors[offset : offset + len(prep.chunks)]
-                offset += len(prep.chunks)
-                try:
-                    outcomes[position] = self._commit(prep, collection, part, replace, _noop)
-                except Exception as exc:  # noqa: BLE001
-                    outcomes[position] = self._failure(
-                        prep.document_id, prep.filename, collection, exc
-                    )
+        def announce() -> None:
+            for position in sorted(set(outcomes) - announced):
+                announced.add(position)
+                if on_outcome is not None:
+                    on_outcome(position, outcomes[position])
 
+        partial: dict[int, list[np.ndarray]] = {}  # vectors of documents split over groups
+
+        def commit(batch: list[_Piece], vectors: np.ndarray) -> None:
+            offset = 0
+            for piece in batch:
+                size = piece.end - piece.start
+                partial.setdefault(piece.position, []).append(vectors[offset : offset + size])
+                offset += size
+                if piece.end < len(piece.prep.chunks):
+                    continue  # the rest of this document is in a later group
+                part = np.concatenate(partial.pop(piece.position), axis=0)
+                try:
+                    outcomes[piece.position] = self._commit(
+                        piece.prep, collection, part, replace, _noop
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    outcomes[piece.position] = self._failure(
+                        piece.prep.document_id, piece.prep.filename, collection, exc
+                    )
+                announce()
+
+        groups = self._prepared_groups(
+            files,
+            collection,
+            outcomes,
+            password,
+            group_size,
+            group_chunks or self.settings.embed_batch_chunks,
+        )
         with self.kb.ingest_lock.hold(shared=True), ThreadPoolExecutor(1) as embedder:
-            in_flight: tuple[list[tuple[int, _Prepared]], Future[np.ndarray]] | None = None
-            for group in [*groups, None]:
-                batch = self._prepare_group(files, group, collection, outcomes) if group else []
+            in_flight: tuple[list[_Piece], Future[np.ndarray]] | None = None
+            # Each group is prepared when the loop reaches it, while the one before embeds.
+            for batch in itertools.chain(groups, [[]]):
+                announce()
                 if in_flight is not None:
                     previous, future = in_flight
                     vectors = future.result()
@@ -345,40 +398,72 @@ class IngestService:
                 else:
                     previous, vectors = [], np.zeros((0, 1), dtype=np.float32)
                 if batch:
-                    texts = [c.text for _, prep in batch for c in prep.chunks]
+                    texts = [c.text for p in batch for c in p.prep.chunks[p.start : p.end]]
                     total_chunks += len(texts)
                     in_flight = (batch, embedder.submit(self.embedder.embed_documents, texts))
                 commit(previous, vectors)
+        announce()
         return [outcomes[i] for i in range(len(files))]
 
-    def _prepare_group(
+    def _prepared_groups(
         self,
         files: Sequence[tuple[str, bytes]],
-        group: list[int],
         collection: str,
         outcomes: dict[int, IngestOutcome],
-    ) -> list[tuple[int, _Prepared]]:
-        """Check, deduplicate, create rows for, parse and chunk one group of files."""
-        ready: list[tuple[int, _Prepared]] = []
-        for position in group:
-            filename, data = files[position]
-            filename = display_name(filename)
-            try:
-                self.admit(data, filename)
-            except RagError as exc:
-                outcomes[position] = _refused(filename, collection, exc)
+        password: str | None,
+        group_size: int,
+        group_chunks: int,
+    ) -> Iterator[list[_Piece]]:
+        """Prepare files in order and yield groups of about ``group_chunks`` chunks.
+
+        Small files share a group; a large document is cut over several
+        groups, so its embedding is reported (and can be interrupted) batch
+        by batch. It is committed once its last piece is embedded.
+        """
+        group: list[_Piece] = []
+        chunks = 0
+        for position in range(len(files)):
+            prep = self._prepare_file(files, position, collection, outcomes, password)
+            if prep is None:
                 continue
-            try:
-                doc_id = self.begin(data, filename, collection).id
-            except DuplicateDocument as exc:
-                outcomes[position] = _existing(exc.existing, collection)  # type: ignore[arg-type]
-                continue
-            try:
-                prep = self._prepare(data, filename, doc_id, None, _noop, fresh=True)
-                ready.append((position, prep))
-            except Exception as exc:  # noqa: BLE001
-                outcomes[position] = self._failure(doc_id, filename, collection, exc)
-        return ready
+            start = 0
+            while start < len(prep.chunks):
+                end = min(len(prep.chunks), start + group_chunks - chunks)
+                group.append(_Piece(position, prep, start, end))
+                chunks += end - start
+                start = end
+                if len(group) >= group_size or chunks >= group_chunks:
+                    yield group
+                    group, chunks = [], 0
+        if group:
+            yield group
+
+    def _prepare_file(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        position: int,
+        collection: str,
+        outcomes: dict[int, IngestOutcome],
+        password: str | None,
+    ) -> _Prepared | None:
+        """Check, deduplicate, create the row for, parse and chunk one file of a bulk load."""
+        filename, data = files[position]
+        filename = display_name(filename)
+        try:
+            self.admit(data, filename)
+        except RagError as exc:
+            outcomes[position] = _refused(filename, collection, exc)
+            return None
+        try:
+            doc_id = self.begin(data, filename, collection).id
+        except DuplicateDocument as exc:
+            outcomes[position] = _existing(exc.existing, collection)  # type: ignore[arg-type]
+            return None
+        try:
+            return self._prepare(data, filename, doc_id, password, _noop, fresh=True)
+        except Exception as exc:  # noqa: BLE001
+            outcomes[position] = self._failure(doc_id, filename, collection, exc)
+            return None
 
     def _prepare(
         self,

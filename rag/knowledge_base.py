@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,8 @@ class CollectionIndexes:
     vectors_seq: int = 0
     sparse_seq: int = 0
     pending_seq: int = 0  # newest journal entry applied in memory but not yet saved
+    unsaved_writes: int = 0
+    unsaved_since: float = 0.0  # monotonic time of the oldest unsaved write
     rw: ReadWriteLock = field(default_factory=ReadWriteLock)
     writer: threading.Lock = field(default_factory=threading.Lock)
 
@@ -156,8 +159,9 @@ class KnowledgeBase:
     Args:
         settings: All settings (data_dir, database_url and index settings are used).
         embedding_model: Name recorded on new collections.
-        autoflush: Save index files after every write. Bulk loads turn it off and
-            call :meth:`flush` once; the journal covers the unsaved changes.
+        autoflush: Save index files at checkpoints (every ``checkpoint_entries``
+            writes or ``checkpoint_seconds``). Bulk loads turn it off and call
+            :meth:`flush` once. Either way the SQL journal covers unsaved changes.
     """
 
     def __init__(
@@ -975,21 +979,47 @@ class KnowledgeBase:
         indexes.sparse.remove(ids)
 
     def _after_write(self, indexes: CollectionIndexes, seq: int) -> None:
-        """Save now (autoflush) or remember that ``seq`` still needs saving."""
-        if self.autoflush:
-            self._persist(indexes, seq)
-        else:
-            indexes.pending_seq = max(indexes.pending_seq, seq)
+        """Remember that ``seq`` needs saving; save if a checkpoint is due.
+
+        Saving rewrites a whole index file (150 MB of vectors at 100k chunks),
+        so it happens at checkpoints, not per document: the journal entry
+        committed with the write already makes it durable.
+        """
+        if not indexes.unsaved_writes:
+            indexes.unsaved_since = time.monotonic()
+        indexes.pending_seq = max(indexes.pending_seq, seq)
+        indexes.unsaved_writes += 1
+        if self.autoflush and self._checkpoint_due(indexes):
+            self._persist(indexes, indexes.pending_seq)
+
+    def _checkpoint_due(self, indexes: CollectionIndexes) -> bool:
+        s = self.index_settings
+        return indexes.unsaved_writes >= s.checkpoint_entries or (
+            time.monotonic() - indexes.unsaved_since >= s.checkpoint_seconds
+        )
+
+    def checkpoint(self) -> int:
+        """Save the collections whose checkpoint is due (idle callers); returns how many."""
+        if not self.autoflush:
+            return 0
+        return self._save_pending(due_only=True)
 
     def flush(self) -> None:
         """Save every collection's indexes that have unsaved changes."""
+        self._save_pending(due_only=False)
+
+    def _save_pending(self, *, due_only: bool) -> int:
         with self._indexes_lock:
             loaded = list(self._indexes.values())
+        saved = 0
         for indexes in loaded:
-            if indexes.pending_seq:
-                with indexes.writer, self.writer_lock.hold():
+            if not indexes.pending_seq or (due_only and not self._checkpoint_due(indexes)):
+                continue
+            with indexes.writer, self.writer_lock.hold():
+                if indexes.pending_seq:
                     self._persist(indexes, indexes.pending_seq)
-                    indexes.pending_seq = 0
+                    saved += 1
+        return saved
 
     def _max_seq(self) -> int:
         with self.sessions() as session:
@@ -1008,6 +1038,8 @@ class KnowledgeBase:
             kill_point("persist.between_files")
             indexes.sparse.save(indexes.directory / f"bm25.{seq}.npz")
             indexes.sparse_seq = seq
+            if indexes.pending_seq <= seq:
+                indexes.pending_seq = indexes.unsaved_writes = 0
         kill_point("persist.before_prune")
         for path in indexes.directory.iterdir():
             match = _INDEX_FILE.match(path.name)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, overload
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -45,6 +46,28 @@ def collect_files(paths: list[Path], recursive: bool) -> list[Path]:
     return files
 
 
+class FileSource(Sequence[tuple[str, bytes]]):
+    """Files read from disk only when the ingest pipeline reaches them (memory stays flat)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, bytes]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, bytes]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[str, bytes] | list[tuple[str, bytes]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        path = self.paths[index]
+        return path.name, path.read_bytes()
+
+
 @handle_errors
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
@@ -69,9 +92,8 @@ def ingest(
     if not files:
         err.print("[red]error:[/red] no supported files found (PDF, txt, md, html)")
         raise typer.Exit(EXIT_USAGE)
-    from ingest.service import IngestProgress, IngestService
+    from ingest.service import IngestOutcome, IngestProgress, IngestService
 
-    outcomes = []
     with services_for(settings) as services:
         service = IngestService(services.kb, services.embedder, settings.ingest)
         with Progress(
@@ -86,27 +108,21 @@ def ingest(
         ) as progress:
             task_files = progress.add_task("files", total=len(files), detail="")
             task_chunks = progress.add_task("chunks", total=None, detail="")
-            for path in files:
-                progress.update(task_files, detail=path.name)
 
-                def on_progress(p: IngestProgress) -> None:
-                    progress.update(
-                        task_chunks,
-                        total=p.chunks_total or None,
-                        completed=p.chunks_embedded,
-                        detail=f"{p.stage}, {p.pages_parsed} pages",
-                    )
+            def on_progress(p: IngestProgress) -> None:
+                progress.update(task_chunks, total=p.chunks_total, completed=p.chunks_embedded)
 
-                outcomes.append(
-                    service.ingest_path(
-                        path,
-                        collection=collection,
-                        password=password,
-                        replace=replace or None,
-                        progress=on_progress,
-                    )
-                )
-                progress.advance(task_files)
+            def on_outcome(position: int, outcome: IngestOutcome) -> None:
+                progress.update(task_files, advance=1, detail=outcome.filename)
+
+            outcomes = service.ingest_many(
+                FileSource(files),
+                collection=collection,
+                replace=replace or None,
+                password=password,
+                progress=on_progress,
+                on_outcome=on_outcome,
+            )
     failed = [o for o in outcomes if not o.ok]
     if json_out:
         print_json({"documents": [o.to_dict() for o in outcomes], "failed": len(failed)})

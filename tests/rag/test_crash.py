@@ -41,7 +41,7 @@ PLAN: list[tuple[str, str, int]] = [
     ("ingest", "commit.sql_done", 2),
     ("ingest", "commit.indexed", 2),
     ("ingest", "persist.between_files", 2),
-    ("ingest", "persist.before_prune", 3),
+    ("ingest", "persist.before_prune", 2),
     ("delete", "delete.sql_done", 1),
     ("delete", "persist.between_files", 1),
     ("delete", "persist.before_prune", 1),
@@ -50,7 +50,7 @@ PLAN: list[tuple[str, str, int]] = [
     ("ingest", "embed.batch", 5),
     ("collection", "collection_delete.sql_done", 1),
     ("ingest", "commit.sql_done", 1),
-    ("ingest", "persist.between_files", 3),
+    ("ingest", "embed.batch", 2),
 ]
 
 
@@ -80,6 +80,8 @@ def _env(data: Path, kill: str | None = None) -> dict[str, str]:
         "RAG_EMBEDDING__MODEL": "hashing:64",
         "RAG_GENERATOR__BACKEND": "extractive",
         "RAG_INGEST__EMBED_BATCH_CHUNKS": "16",
+        # Checkpoints every second write, so kills inside index saves land mid-run.
+        "RAG_INDEX__CHECKPOINT_ENTRIES": "2",
     }
     env.pop(ENV_VAR, None)
     if kill:

@@ -210,3 +210,46 @@ def test_a_document_whose_collection_vanished_is_not_found(services) -> None:
         conn.exec_driver_sql("PRAGMA foreign_keys=ON")
     with pytest.raises(DocumentNotFound):
         kb.get_document(doc.document_id)
+
+
+def _index_files(services) -> list[str]:
+    cid = services.kb.get_collection("default").id
+    return sorted(p.name for p in (services.kb.index_dir / f"c{cid}").iterdir())
+
+
+def test_index_files_are_saved_at_checkpoints_not_per_document(tmp_path: Path) -> None:
+    settings = fast_settings(
+        tmp_path / "kb", index={"checkpoint_entries": 3, "checkpoint_seconds": 1e9}
+    )
+    services = build_services(settings)
+    ingest(services, SOLAR, "solar.txt")
+    ingest(services, TEA, "tea.txt")
+    assert _index_files(services) == []  # two writes: the journal holds them
+    ingest(services, SOLAR + " Wind turbines too.", "wind.txt")
+    files = _index_files(services)
+    assert len(files) == 2 and all(".3." in name for name in files), files
+    assert services.kb._max_seq() == 0  # the journal is pruned once the files hold it
+    ingest(services, TEA + " 白茶轻微发酵。", "white.txt")
+    services.kb.engine.dispose()  # the process dies before the next checkpoint
+    reopened = build_services(settings)
+    try:
+        checks = reopened.kb.check()
+        assert checks[0].consistent and checks[0].sql_chunks == 4
+        hits = reopened.retriever().retrieve("白茶 轻微发酵", top_k=1).hits
+        assert hits[0].filename == "white.txt"
+    finally:
+        reopened.close()
+
+
+def test_idle_checkpoint_saves_what_is_due(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "kb", index={"checkpoint_seconds": 0.0})
+    services = build_services(settings)
+    try:
+        services.kb.autoflush = False  # a bulk load: nothing is saved until asked
+        ingest(services, SOLAR, "solar.txt")
+        assert services.kb.checkpoint() == 0 and _index_files(services) == []
+        services.kb.autoflush = True
+        assert services.kb.checkpoint() == 1 and len(_index_files(services)) == 2
+        assert services.kb.checkpoint() == 0
+    finally:
+        services.close()
