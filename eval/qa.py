@@ -132,3 +132,17 @@ def _parse_question(line: str, number: int, path: Path, known: set[str]) -> QaQu
         document=document,
         context=str(row.get("context") or ""),
     )
+
+
+def slice_qa(dataset: QaDataset, n_questions: int, extra_docs: int) -> QaDataset:
+    """The first ``n_questions`` questions over their documents plus ``extra_docs`` others.
+
+    For quick end-to-end tests on a large set: the distractors are the first
+    other documents in name order, so the slice is deterministic (and easier
+    than the whole set, which has more distractors).
+    """
+    head = dataset.head(n_questions)
+    needed = {q.document for q in head.questions if q.document}
+    others = [d for d in dataset.documents if d not in needed][:extra_docs]
+    documents = tuple(sorted(needed | set(others)))
+    return QaDataset(dataset.name, dataset.docs_dir, documents, head.questions)
