@@ -53,6 +53,21 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "latency_p50",
     "latency_p95",
 )
+# Narrow headings for the terminal table (the Markdown report uses the keys).
+SHORT_TITLES: dict[str, str] = {
+    "contains_gold": "contains",
+    "f1": "F1",
+    "first_sentence_f1": "1st F1",
+    "citation_precision": "cite P",
+    "citation_recall": "cite R",
+    "gold_doc_cited": "gold doc",
+    "unanswerable_refused": "unans ref",
+    "answerable_refused": "wrong ref",
+    "fallback_rate": "fallback",
+    "answer_chars_p50": "chars",
+    "latency_p50": "p50 s",
+    "latency_p95": "p95 s",
+}
 CHART_COLUMNS: tuple[str, ...] = ("contains_gold", "f1", "citation_recall", "unanswerable_refused")
 # Published reading-comprehension numbers (the gold paragraph given, no retrieval).
 REFERENCES: dict[str, dict[str, dict[str, Any]]] = {

@@ -200,6 +200,7 @@ def run_answer_eval_command(
     from eval.answer_runner import (
         ANSWER_COLUMNS,
         CHART_COLUMNS,
+        SHORT_TITLES,
         evaluate_answers,
         parse_generators,
         references_for,
@@ -266,7 +267,7 @@ def run_answer_eval_command(
     )
     table.add_column("generator")
     for column in ANSWER_COLUMNS:
-        table.add_column(column)
+        table.add_column(SHORT_TITLES.get(column, column), justify="right")
     for name, metrics in result.metrics.items():
         table.add_row(
             name, *("–" if metrics[c] is None else f"{metrics[c]:.3f}" for c in ANSWER_COLUMNS)
