@@ -30,6 +30,7 @@ from eval.answer_metrics import (
 from eval.qa import QaDataset, QaQuestion
 from eval.runner import cached_knowledge_base, files_key
 from rag.errors import InvalidInput
+from rag.query.rules_post import says_not_found
 from rag.settings import Settings
 from rag.types import Answer
 
@@ -125,10 +126,14 @@ def is_refusal(answer: Answer) -> bool:
     """Whether the pipeline answered "not in the knowledge base".
 
     The pipeline sets ``flags.not_found`` (and ``refused``) when retrieval
-    finds nothing relevant, and the citation check sets ``not_found`` when the
-    answer says the sources do not hold the answer.
+    finds nothing relevant, and the citation check sets ``not_found`` when an
+    answer that cites nothing says the sources do not hold the answer. A model
+    may also refuse and still cite ("the sources do not mention it [1]"); a
+    reader sees a refusal, so the same phrase test
+    (:func:`rag.query.rules_post.says_not_found`) counts that too.
     """
-    return answer.flags.not_found or answer.flags.refused
+    flags = answer.flags
+    return flags.not_found or flags.refused or says_not_found(answer.answer)
 
 
 def score_question(
