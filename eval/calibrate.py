@@ -1,12 +1,15 @@
 """Measure the "not found" thresholds from answerable and off-topic questions.
 
 ``python -m eval.calibrate [--cache DIR]`` builds (or reuses, via the eval
-cache) a knowledge base of the SciFact corpus and of the shared PDFs, runs the
-SciFact test claims (answerable) and general questions from other domains
-(off-topic) through both retrievers, and prints score percentiles plus the
-share of each set that a pair of thresholds keeps. The defaults in
-``RetrievalSettings`` were chosen from this output: nearly every answerable
-question must pass; as many off-topic questions as possible should not.
+cache) a knowledge base of the SciFact corpus, runs the SciFact test claims
+(answerable) and general questions from other domains (off-topic) through both
+retrievers, and prints score percentiles plus the share of each set that a
+pair of thresholds keeps. It does the same for Chinese on CMRC 2018 trial
+(Wikipedia passages; its questions answerable, everyday questions off-topic),
+where the gate is BM25's alone with the English-only bundled embedder. The
+defaults in ``RetrievalSettings`` were chosen from this output: nearly every
+answerable question must pass; as many off-topic questions as possible should
+not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rag.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+CMRC = ROOT.parent / "shared" / "datasets" / "cmrc2018-trial"
 
 OFF_TOPIC = [
     "Who won the football world cup in 1954?",
@@ -50,6 +54,29 @@ OFF_TOPIC = [
     "谁写了《红楼梦》？",
     "明天会下雨吗？",
 ]
+# Everyday questions that none of the CMRC 2018 trial passages answers.
+OFF_TOPIC_ZH = [
+    "世界杯足球赛哪一年在巴西举行？",
+    "北京到上海的高铁要多长时间？",
+    "怎么做红烧肉？",
+    "明天会下雨吗？",
+    "如何重置我的邮箱密码？",
+    "自行车的轮胎漏气了怎么补？",
+    "欧元兑日元的汇率是多少？",
+    "新买的电动汽车多少钱？",
+    "东京现在是什么时区？",
+    "去欧洲哪里滑雪最好？",
+    "怎样在家里烤出好吃的面包？",
+    "学吉他最好的方法是什么？",
+    "感冒了应该吃什么药？",
+    "iPhone手机怎么截屏？",
+    "提拉米苏的做法是什么？",
+    "国际象棋的王车易位有什么规则？",
+    "板球队有多少名队员？",
+    "哪颗行星的卫星最多？",
+    "个人所得税怎么在网上申报？",
+    "猫为什么喜欢晒太阳？",
+]
 
 
 def _best_scores(services, questions: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,13 +89,45 @@ def _best_scores(services, questions: list[str]) -> tuple[np.ndarray, np.ndarray
     return np.array(dense), np.array(sparse)
 
 
+def _chinese_table(settings, cache: Path) -> None:  # type: ignore[no-untyped-def]
+    dataset = load_beir(CMRC, "test")
+    services, _, _ = build_eval_services(dataset, settings, cache)
+    try:
+        on = _best_scores(services, [dataset.queries[q] for q in sorted(dataset.queries)])[1]
+        off = _best_scores(services, OFF_TOPIC_ZH)[1]
+    finally:
+        services.close()
+    print("\n### Best BM25 share per Chinese question (CMRC 2018 trial corpus)\n")
+    print("| set | n | share p1 | p5 | p50 | max |")
+    print("|---|---|---|---|---|---|")
+    for name, sparse in (("answerable (CMRC trial)", on), ("off-topic", off)):
+        p = np.percentile(sparse, [1, 5, 50])
+        print(
+            f"| {name} | {len(sparse)} | {p[0]:.3f} | {p[1]:.3f} | {p[2]:.3f} "
+            f"| {sparse.max():.3f} |"
+        )
+    print("\n| min bm25 share (Chinese) | answerable kept | off-topic refused |")
+    print("|---|---|---|")
+    for min_sparse in (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25):
+        print(
+            f"| {min_sparse} | {np.mean(on >= min_sparse):.1%} | {np.mean(off < min_sparse):.1%} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Print the calibration table."""
+    """Print the calibration tables."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", type=Path, default=None, help="eval cache folder")
+    parser.add_argument(
+        "--only", choices=("scifact", "cmrc"), default=None, help="calibrate one corpus"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     cache = args.cache or settings.data_dir / "eval-cache"
+    if args.only != "scifact":
+        _chinese_table(settings, cache)
+    if args.only == "cmrc":
+        return
     dataset = load_beir(SCIFACT, "test")
     services, _, _ = build_eval_services(dataset, settings, cache)
     try:
