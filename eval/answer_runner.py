@@ -29,10 +29,10 @@ from eval.answer_metrics import (
 )
 from eval.qa import QaDataset, QaQuestion
 from eval.runner import cached_knowledge_base, files_key
-from rag.errors import InvalidInput
+from rag.errors import GeneratorUnavailable, InvalidInput, RagError
 from rag.query.rules_post import says_not_found
 from rag.settings import Settings
-from rag.types import Answer
+from rag.types import Answer, AnswerFlags
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float | None
     totals = [r["timings"]["total"] for r in rows if "total" in r["timings"]]
     summary: dict[str, float | None] = {
         "questions": float(len(rows)),
+        "errors": float(sum(r.get("error") is not None for r in rows)),
         "contains_gold": mean(applicable("contains_gold")),
         "f1": mean(applicable("f1")),
         "first_sentence_contains_gold": mean(applicable("first_sentence_contains_gold")),
@@ -329,7 +330,17 @@ def _answer_one(services: Any, pipeline: Any, name: str, question: QaQuestion) -
     generator = services.generator(name)
     if hasattr(generator, "last_stats"):
         generator.last_stats = None  # so a question that skips generation reports no tokens
-    answer = pipeline.ask(question.question, collections=(COLLECTION,), generator=name)
+    error = None
+    try:
+        answer = pipeline.ask(question.question, collections=(COLLECTION,), generator=name)
+    except GeneratorUnavailable:
+        raise  # every later question would fail the same way
+    except RagError as exc:
+        # One rejected question (e.g. too long) must not end a long run: it is
+        # recorded with its error and scored as a refusal.
+        log.warning("question failed id=%s error=%s", question.qid, exc.message)
+        error = exc.message
+        answer = Answer(question.question, "", (), AnswerFlags(refused=True))
     stats = getattr(generator, "last_stats", None)
     chunks = services.kb.chunks_by_ids(c.chunk_id for c in answer.citations)
     passages = {
@@ -353,6 +364,7 @@ def _answer_one(services: Any, pipeline: Any, name: str, question: QaQuestion) -
         "flags": asdict(answer.flags),
         "scores": scores,
         "tokens_generated": stats.new_tokens if stats is not None else None,
+        "error": error,
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
     }
 

@@ -9,11 +9,14 @@ answer: the right reply is "not in the knowledge base".
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rag.errors import InvalidInput, ParseError
+
+log = logging.getLogger(__name__)
 
 QUESTIONS_FILE = "questions.jsonl"
 DOCS_FOLDER = "docs"
@@ -51,6 +54,7 @@ class QaDataset:
     docs_dir: Path
     documents: tuple[str, ...]
     questions: tuple[QaQuestion, ...]
+    skipped: int = 0  # lines whose question is empty (a defect of the set), left out
 
     def summary(self) -> dict[str, Any]:
         """Counts for a report: name, documents, questions, answerable and unanswerable."""
@@ -61,6 +65,7 @@ class QaDataset:
             "num_queries": len(self.questions),
             "answerable": answerable,
             "unanswerable": len(self.questions) - answerable,
+            "skipped_empty_questions": self.skipped,
         }
 
     def head(self, limit: int | None) -> QaDataset:
@@ -69,7 +74,9 @@ class QaDataset:
             return self
         if limit < 1:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
-        return QaDataset(self.name, self.docs_dir, self.documents, self.questions[:limit])
+        return QaDataset(
+            self.name, self.docs_dir, self.documents, self.questions[:limit], self.skipped
+        )
 
 
 def is_qa_folder(path: Path) -> bool:
@@ -102,14 +109,22 @@ def load_qa(folder: Path) -> QaDataset:
         raise InvalidInput(f"QA set {folder} has no documents in {docs_dir}")
     known = set(documents)
     questions: list[QaQuestion] = []
+    skipped = 0
     with questions_path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            questions.append(_parse_question(line, number, questions_path, known))
+            question = _parse_question(line, number, questions_path, known)
+            if not question.question.strip():
+                # CMRC 2018 trial has one such line; the pipeline rejects an empty
+                # question, and it has nothing to measure.
+                log.warning("empty question skipped file=%s line=%d", questions_path, number)
+                skipped += 1
+                continue
+            questions.append(question)
     if not questions:
         raise InvalidInput(f"{questions_path} holds no questions")
-    return QaDataset(folder.name, docs_dir, documents, tuple(questions))
+    return QaDataset(folder.name, docs_dir, documents, tuple(questions), skipped)
 
 
 def _parse_question(line: str, number: int, path: Path, known: set[str]) -> QaQuestion:
@@ -145,4 +160,4 @@ def slice_qa(dataset: QaDataset, n_questions: int, extra_docs: int) -> QaDataset
     needed = {q.document for q in head.questions if q.document}
     others = [d for d in dataset.documents if d not in needed][:extra_docs]
     documents = tuple(sorted(needed | set(others)))
-    return QaDataset(dataset.name, dataset.docs_dir, documents, head.questions)
+    return QaDataset(dataset.name, dataset.docs_dir, documents, head.questions, dataset.skipped)

@@ -207,10 +207,12 @@ def test_qa_folder_detection_and_loading(tmp_path: Path) -> None:
     (tmp_path / "questions.jsonl").write_text(
         '{"id": "1", "question": "Q1?", "document": "a.md", "answers": ["Text"]}\n'
         '{"id": "2", "question": "Q2?", "document": null, "answers": []}\n'
+        '{"id": "3", "question": " ", "document": "a.md", "answers": ["Text"]}\n'
     )
     assert is_qa_folder(tmp_path)
     dataset = load_qa(tmp_path)
     assert dataset.summary()["answerable"] == 1 and dataset.summary()["unanswerable"] == 1
+    assert dataset.skipped == 1  # an empty question is left out, not asked
     assert [q.qid for q in dataset.head(1).questions] == ["1"]
     with pytest.raises(InvalidInput, match="limit"):
         dataset.head(0)
