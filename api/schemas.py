@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     field_validator,
     model_validator,
 )
@@ -21,7 +21,22 @@ GeneratorName = Literal["transformers", "openai", "extractive"]
 # INTEGER value (PostgreSQL's int4; SQLite raises OverflowError past 2**63 - 1).
 MAX_SQL_INT = 2**31 - 1
 SqlInt = Annotated[int, Field(ge=0, le=MAX_SQL_INT)]
-PageNumber = Annotated[StrictInt, Field(ge=1, le=MAX_SQL_INT)]
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: 3 and 3.0 are integers, "3" and true are not."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# The bounds come before the validator so that they reach the JSON Schema.
+PageNumber = Annotated[int, Field(ge=1, le=MAX_SQL_INT), BeforeValidator(_json_integer)]
+TopK = Annotated[int, Field(ge=1, le=100), BeforeValidator(_json_integer)]
+NewTokens = Annotated[int, Field(ge=1, le=4096), BeforeValidator(_json_integer)]
+OneChoice = Annotated[int, Field(ge=1, le=1), BeforeValidator(_json_integer)]
 # Same rule as rag.knowledge_base.validate_collection_name, stated in the schema.
 COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 CollectionName = Annotated[
@@ -301,11 +316,9 @@ class AskRequest(ApiModel):
     pages: tuple[PageNumber, PageNumber] | None = Field(
         None, description="Only pages first..last (1-based; the two may come in either order)."
     )
-    top_k: StrictInt | None = Field(
-        None, ge=1, le=100, description="Sources handed to the generator."
-    )
+    top_k: TopK | None = Field(None, description="Sources handed to the generator.")
     generator: GeneratorName | None = Field(None, description="Override the generator backend.")
-    max_new_tokens: StrictInt | None = Field(None, ge=1, le=4096)
+    max_new_tokens: NewTokens | None = None
     stream: StrictBool = Field(False, description="Answer as server-sent events.")
 
     _question_not_blank = field_validator("question")(_not_blank)
@@ -428,7 +441,9 @@ class TextPart(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     type: Literal["text"]
-    text: str
+    text: str = Field(min_length=1, pattern=NON_BLANK, description="Not only whitespace.")
+
+    _text_not_blank = field_validator("text")(_not_blank)
 
 
 class UserMessage(ApiModel):
@@ -510,9 +525,9 @@ class ChatCompletionRequest(ApiModel):
         },
     )
     stream: StrictBool = False
-    max_tokens: StrictInt | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=4096)
-    n: StrictInt | None = Field(None, ge=1, le=1, description="Only one choice is generated.")
+    max_tokens: NewTokens | None = None
+    max_completion_tokens: NewTokens | None = None
+    n: OneChoice | None = Field(None, description="Only one choice is generated.")
     temperature: float | None = Field(
         None,
         ge=0,
@@ -521,9 +536,7 @@ class ChatCompletionRequest(ApiModel):
         description="Accepted for compatibility; answers are deterministic.",
     )
     top_p: float | None = Field(None, gt=0, le=1, strict=True)
-    top_k: StrictInt | None = Field(
-        None, ge=1, le=100, description="Sources handed to the generator."
-    )
+    top_k: TopK | None = Field(None, description="Sources handed to the generator.")
 
     @field_validator("messages")
     @classmethod

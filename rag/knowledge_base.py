@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from rag.db.engine import make_engine, make_session_factory
 from rag.db.models import (
@@ -462,12 +463,15 @@ class KnowledgeBase:
 
     def update_document(self, doc_id: str, **fields: object) -> None:
         """Set metadata fields of a document row (status, page_count, media_type...)."""
-        with self.sessions.begin() as session:
-            doc = session.get(Document, doc_id)
-            if doc is None:
-                raise DocumentNotFound(f"no document with id {doc_id!r}")
-            for key, value in fields.items():
-                setattr(doc, key, value)
+        try:
+            with self.sessions.begin() as session:
+                doc = session.get(Document, doc_id)
+                if doc is None:
+                    raise DocumentNotFound(f"no document with id {doc_id!r}")
+                for key, value in fields.items():
+                    setattr(doc, key, value)
+        except StaleDataError as exc:  # deleted by another thread between read and write
+            raise DocumentNotFound(f"document {doc_id!r} was deleted") from exc
 
     def fail_document(self, doc_id: str, error: str) -> None:
         """Mark a document failed with the reason; it holds no chunks."""
@@ -567,52 +571,13 @@ class KnowledgeBase:
         collection = self._collection_ref(doc.collection)
         indexes = self._collection_indexes(collection.id)
         with indexes.writer, self.writer_lock.hold():
-            with self.sessions.begin() as session:
-                row = session.get(Document, doc_id)
-                if row is None:
-                    raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion")
-                chunk_rows = [
-                    ChunkRow(
-                        document_id=doc_id,
-                        collection_id=collection.id,
-                        ordinal=chunk.ordinal,
-                        text=chunk.text,
-                        page_start=chunk.page_start,
-                        page_end=chunk.page_end,
-                        char_start=chunk.char_start,
-                        char_end=chunk.char_end,
-                        token_count=chunk.token_count,
-                        page_breaks=[list(b) for b in chunk.page_breaks],
-                        embedding=vectors[i].tobytes(),
-                    )
-                    for i, chunk in enumerate(chunks)
-                ]
-                session.add_all(chunk_rows)
-                session.flush()
-                new_ids = [r.id for r in chunk_rows]
-                removed_ids: list[int] = []
-                for old_id in replaces:
-                    removed_ids += list(
-                        session.scalars(select(ChunkRow.id).where(ChunkRow.document_id == old_id))
-                    )
-                    session.execute(delete(ChunkRow).where(ChunkRow.document_id == old_id))
-                    session.execute(delete(Document).where(Document.id == old_id))
-                if removed_ids:
-                    session.add(
-                        IndexJournal(
-                            collection_id=collection.id, op="remove", chunk_ids=removed_ids
-                        )
-                    )
-                entry = IndexJournal(collection_id=collection.id, op="add", chunk_ids=new_ids)
-                session.add(entry)
-                row.status = DocumentStatus.READY.value
-                row.error = None
-                row.page_count = page_count
-                if media_type:
-                    row.media_type = media_type
-                row.chunk_count = len(chunks)
-                session.flush()
-                seq = entry.seq
+            try:
+                seq, new_ids, removed_ids = self._commit_rows(
+                    doc_id, collection.id, chunks, vectors, page_count, replaces, media_type
+                )
+            except (StaleDataError, IntegrityError) as exc:
+                # The row went away between our read and the write (a concurrent delete).
+                raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion") from exc
             kill_point("commit.sql_done")
             ids = np.asarray(new_ids, dtype=np.int64)
             with indexes.rw.write():
@@ -625,6 +590,62 @@ class KnowledgeBase:
             (self.files_dir / old_id).unlink(missing_ok=True)
         log.info("document ready doc_id=%s chunks=%d seq=%d", doc_id, len(chunks), seq)
         return self.get_document(doc_id)
+
+    def _commit_rows(
+        self,
+        doc_id: str,
+        collection_id: int,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        page_count: int,
+        replaces: Sequence[str],
+        media_type: str | None,
+    ) -> tuple[int, list[int], list[int]]:
+        """The SQL half of :meth:`commit_document` in one transaction: (seq, added, removed)."""
+        with self.sessions.begin() as session:
+            row = session.get(Document, doc_id)
+            if row is None:
+                raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion")
+            chunk_rows = [
+                ChunkRow(
+                    document_id=doc_id,
+                    collection_id=collection_id,
+                    ordinal=chunk.ordinal,
+                    text=chunk.text,
+                    page_start=chunk.page_start,
+                    page_end=chunk.page_end,
+                    char_start=chunk.char_start,
+                    char_end=chunk.char_end,
+                    token_count=chunk.token_count,
+                    page_breaks=[list(b) for b in chunk.page_breaks],
+                    embedding=vectors[i].tobytes(),
+                )
+                for i, chunk in enumerate(chunks)
+            ]
+            session.add_all(chunk_rows)
+            session.flush()
+            new_ids = [r.id for r in chunk_rows]
+            removed_ids: list[int] = []
+            for old_id in replaces:
+                removed_ids += list(
+                    session.scalars(select(ChunkRow.id).where(ChunkRow.document_id == old_id))
+                )
+                session.execute(delete(ChunkRow).where(ChunkRow.document_id == old_id))
+                session.execute(delete(Document).where(Document.id == old_id))
+            if removed_ids:
+                session.add(
+                    IndexJournal(collection_id=collection_id, op="remove", chunk_ids=removed_ids)
+                )
+            entry = IndexJournal(collection_id=collection_id, op="add", chunk_ids=new_ids)
+            session.add(entry)
+            row.status = DocumentStatus.READY.value
+            row.error = None
+            row.page_count = page_count
+            if media_type:
+                row.media_type = media_type
+            row.chunk_count = len(chunks)
+            session.flush()
+            return entry.seq, new_ids, removed_ids
 
     def delete_document(self, doc_id: str) -> DocumentInfo:
         """Delete a document from SQL, FAISS and BM25 (the one write path for removals)."""

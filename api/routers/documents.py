@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from pydantic import BeforeValidator
 
 from api.routers import State
 from api.schemas import (
@@ -30,6 +31,25 @@ DocumentStatusName = Annotated[
     str | None,
     Query(pattern="^(pending|processing|ready|failed)$", description="Filter by status."),
 ]
+
+
+def _form_boolean(value: object) -> object:
+    """A form field's boolean is spelled 'true' or 'false' (as JSON and the schema spell it).
+
+    Pydantic would also take 'yes', 'on' or '0', which the schema does not allow;
+    'null' or an empty value mean "not given", as an absent field does.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "null"):
+            return None
+        if text not in ("true", "false"):
+            raise ValueError(f"must be 'true' or 'false', got {value!r}")
+        return text == "true"
+    return value
+
+
+FormBool = Annotated[bool | None, BeforeValidator(_form_boolean)]
 Offset = Annotated[int, Query(ge=0, le=MAX_SQL_INT, description="Rows to skip.")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return.")]
 
@@ -63,7 +83,8 @@ async def upload_documents(
     ] = None,
     password: Annotated[str | None, Form(description="Password of encrypted PDFs.")] = None,
     replace: Annotated[
-        bool | None, Form(description="Replace older versions with the same file name.")
+        FormBool,
+        Form(description="Replace older versions with the same file name ('true' or 'false')."),
     ] = None,
 ) -> dict:
     """Validate the files and queue their ingestion; poll ``GET /jobs/{job_id}``.

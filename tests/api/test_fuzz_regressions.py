@@ -402,3 +402,52 @@ def test_requests_the_schema_refuses_are_422(client) -> None:
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
     assert_error(multipart, 422, "validation_error")
+
+
+def test_a_document_deleted_between_read_and_write_is_not_found(
+    client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the stateful run: DELETE /documents/ID racing its job ended internal_error."""
+    from sqlalchemy import delete
+    from sqlalchemy.orm import Session
+
+    from rag.db.models import Document
+    from rag.errors import DocumentNotFound
+
+    kb = client.app.state.rag.services.kb
+    kb.create_collection("race")
+    doc = kb.begin_document("race", "a.txt", media_type="text/plain", size_bytes=1, sha256="r")
+    real_get = Session.get
+
+    def get_then_vanish(self: Session, entity: Any, ident: Any, **kwargs: Any) -> Any:
+        row = real_get(self, entity, ident, **kwargs)
+        if entity is Document and row is not None:
+            with kb.engine.begin() as conn:  # the concurrent delete lands right here
+                conn.execute(delete(Document).where(Document.id == ident))
+        return row
+
+    monkeypatch.setattr(Session, "get", get_then_vanish)
+    with pytest.raises(DocumentNotFound):
+        kb.update_document(doc.id, status="pending")
+
+
+# ------------------------------------------------- progress granularity (also)
+def test_job_progress_moves_per_page_and_per_small_embedding_batch(client, pdfs_dir: Path) -> None:
+    """A 14-page PDF used to jump from 0 to 88 chunks in one step."""
+    worker = client.app.state.rag.worker
+    seen: list[tuple[int, int, int]] = []
+    real_update = worker._update
+
+    def record(job_id: str, **fields: Any) -> None:
+        if "pages_parsed" in fields:
+            seen.append((fields["pages_parsed"], fields["chunks_total"], fields["chunks_embedded"]))
+        real_update(job_id, **fields)
+
+    worker._update = record  # type: ignore[method-assign]
+    job = ingest(client, pdfs_dir / "en_academic_two-column_tracemonkey-pldi09.pdf")
+    assert job["status"] == "succeeded" and job["pages_parsed"] == 14
+    pages = [p for p, total, _ in seen if total == 0 and p]
+    assert list(range(1, 15)) == sorted(set(pages)) and pages == sorted(pages)
+    embedded = [e for _, total, e in seen if total]
+    steps = [b - a for a, b in zip([0, *embedded], embedded, strict=False) if b > a]
+    assert len(steps) >= 2 and max(steps) <= 32, steps
