@@ -21,7 +21,7 @@ import numpy as np
 
 from ingest.chunking import SentenceChunker
 from ingest.cleaning import clean_pages
-from ingest.parsers import get_parser
+from ingest.parsers import PdfParser, get_parser
 from ingest.sniff import sniff_media_type
 from rag.errors import DocumentNotFound, DuplicateDocument, EmptyDocument, FileTooLarge, RagError
 from rag.faults import kill_point
@@ -75,6 +75,8 @@ class IngestOutcome:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
+# Most chunks embedded between two progress reports of one document.
+PROGRESS_CHUNKS = 32
 
 
 @dataclass(frozen=True)
@@ -480,7 +482,15 @@ class IngestService:
             self.kb.update_document(document_id, status="processing")
         media_type = sniff_media_type(data, filename)
         report(IngestProgress("parsing"))
-        parsed = get_parser(media_type).parse(data, password=password)
+        parser = get_parser(media_type)
+        if isinstance(parser, PdfParser):  # the one format read page by page
+
+            def page_done(parsed_pages: int, _: int) -> None:
+                report(IngestProgress("parsing", pages_parsed=parsed_pages))
+
+            parsed = parser.parse(data, password=password, on_page=page_done)
+        else:
+            parsed = parser.parse(data, password=password)
         for warning in parsed.warnings:
             log.debug("parse warning doc_id=%s %s", document_id, warning)
         report(IngestProgress("chunking", pages_parsed=parsed.page_count))
@@ -560,7 +570,10 @@ class IngestService:
     def _embed(self, chunks: Sequence[Chunk], pages: int, report: ProgressCallback) -> np.ndarray:
         if not chunks:
             return np.zeros((0, 1), dtype=np.float32)
-        step = self.settings.embed_batch_chunks
+        # Progress is reported per embedding call, so a call is at most
+        # PROGRESS_CHUNKS chunks: one forward batch of the default embedder
+        # (batch_size 32), so smaller calls cost no throughput.
+        step = max(1, min(self.settings.embed_batch_chunks, PROGRESS_CHUNKS))
         parts = []
         for start in range(0, len(chunks), step):
             texts = [c.text for c in chunks[start : start + step]]

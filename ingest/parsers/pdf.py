@@ -11,7 +11,7 @@ import io
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -93,12 +93,20 @@ class PdfParser:
     def __init__(self) -> None:
         route_pypdf_logging()
 
-    def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
+    def parse(
+        self,
+        data: bytes,
+        *,
+        password: str | None = None,
+        on_page: Callable[[int, int], None] | None = None,
+    ) -> ParsedDocument:
         """Extract the text of each page of ``data``.
 
         Args:
             data: The PDF's bytes.
             password: The open (user) password, tried after the empty one.
+            on_page: Called with (pages parsed, page count) after each page, so a
+                long PDF reports progress while it is read.
 
         Raises:
             EmptyDocument: the file is empty, or no page has text (image-only).
@@ -111,7 +119,7 @@ class PdfParser:
         with _quiet_warnings():
             reader = self._open(data, problems)
             self._decrypt(reader, password)
-            pages = self._extract(reader, problems)
+            pages = self._extract(reader, problems, on_page)
         if not any(page.text.strip() for page in pages):
             failures = [problem for problem in problems if problem.startswith("page ")]
             if failures:
@@ -186,7 +194,11 @@ class PdfParser:
             ) from exc
 
     @staticmethod
-    def _extract(reader: PdfReader, problems: list[str]) -> list[Page]:
+    def _extract(
+        reader: PdfReader,
+        problems: list[str],
+        on_page: Callable[[int, int], None] | None = None,
+    ) -> list[Page]:
         """Text of every page; a page that fails becomes empty plus a warning."""
         try:
             count = len(reader.pages)
@@ -208,4 +220,6 @@ class PdfParser:
                 logger.warning("pdf page=%d extraction failed: %s", number, exc)
                 text = ""
             pages.append(Page(number=number, text=text))
+            if on_page is not None:
+                on_page(number, count)
         return pages
