@@ -279,11 +279,13 @@ def evaluate_answers(
 
         for name in generators:
             if preloaded and name in preloaded:
-                services.register_generator(name, preloaded[name])
+                services.register_generator(name, RecordingGenerator(preloaded[name]))
             elif name != "extractive":
                 # Built from the caller's settings so a converted model is cached
                 # in the usual data folder, not in each knowledge base's folder.
-                services.register_generator(name, build_generator(settings, name))
+                services.register_generator(
+                    name, RecordingGenerator(build_generator(settings, name))
+                )
         pipeline = services.pipeline()
         if answers_path is not None:
             answers_path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,11 +327,47 @@ def evaluate_answers(
     return AnswerEvalRun(metrics, per_query, latency, timings, config)
 
 
+class RecordingGenerator:
+    """A generator that keeps its last raw completion, before the answer rules.
+
+    When the citation check discards the model's answer (``fallback_used``),
+    the per-question record still shows what the model wrote. Everything else
+    (``count_tokens``, ``context_length``, ``last_stats``…) is the wrapped
+    generator's.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last_text: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def reset(self) -> None:
+        """Forget the last completion (and the wrapped generator's ``last_stats``)."""
+        self.last_text = None
+        if hasattr(self.inner, "last_stats"):
+            self.inner.last_stats = None
+
+    def generate(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> str:
+        """The wrapped generator's completion, remembered."""
+        self.last_text = self.inner.generate(messages, max_new_tokens=max_new_tokens)
+        return self.last_text
+
+    def stream(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> Any:
+        """The wrapped generator's pieces, remembered when the stream ends."""
+        pieces: list[str] = []
+        for piece in self.inner.stream(messages, max_new_tokens=max_new_tokens):
+            pieces.append(piece)
+            yield piece
+        self.last_text = "".join(pieces)
+
+
 def _answer_one(services: Any, pipeline: Any, name: str, question: QaQuestion) -> dict[str, Any]:
     """Ask one question, look up the cited chunks, and build its readable record."""
     generator = services.generator(name)
-    if hasattr(generator, "last_stats"):
-        generator.last_stats = None  # so a question that skips generation reports no tokens
+    if isinstance(generator, RecordingGenerator):
+        generator.reset()  # so a question that skips generation reports nothing
     error = None
     try:
         answer = pipeline.ask(question.question, collections=(COLLECTION,), generator=name)
@@ -357,6 +395,7 @@ def _answer_one(services: Any, pipeline: Any, name: str, question: QaQuestion) -
         "gold": list(question.answers),
         "gold_document": question.document,
         "answer": answer.answer,
+        "generated": generator.last_text if isinstance(generator, RecordingGenerator) else None,
         "citations": [
             {"number": c.number, "file": c.filename, "page": c.page, "chunk_id": c.chunk_id}
             for c in answer.citations

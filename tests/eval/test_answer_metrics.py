@@ -221,3 +221,25 @@ def test_qa_folder_detection_and_loading(tmp_path: Path) -> None:
         load_qa(tmp_path)
     (tmp_path / "corpus.jsonl").write_text("")
     assert not is_qa_folder(tmp_path)  # a BEIR folder stays a BEIR folder
+
+
+def test_recording_generator_keeps_the_raw_completion() -> None:
+    from eval.answer_runner import RecordingGenerator
+
+    class Echo:
+        context_length = 512
+        last_stats = "stats"
+
+        def generate(self, messages, *, max_new_tokens):  # type: ignore[no-untyped-def]
+            return messages[-1]["content"][:max_new_tokens]
+
+        def stream(self, messages, *, max_new_tokens):  # type: ignore[no-untyped-def]
+            yield from ("a", "b")
+
+    recorder = RecordingGenerator(Echo())
+    assert recorder.context_length == 512 and recorder.last_stats == "stats"
+    assert recorder.generate([{"role": "user", "content": "hello"}], max_new_tokens=4) == "hell"
+    assert recorder.last_text == "hell"
+    assert list(recorder.stream([], max_new_tokens=4)) == ["a", "b"] and recorder.last_text == "ab"
+    recorder.reset()
+    assert recorder.last_text is None and recorder.last_stats is None
