@@ -66,3 +66,18 @@ async def require_json(request: Request) -> None:
 
 
 JSON_BODY = [Depends(require_json)]
+
+
+async def require_multipart(request: Request) -> None:
+    """FastAPI dependency: an upload must be ``multipart/form-data`` (415 otherwise)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        return
+    raise UnsupportedMediaType(
+        "send the files as multipart/form-data (e.g. curl -F files=@report.pdf), got "
+        f"{content_type or 'no Content-Type'}",
+        details={"content_type": content_type or None},
+    )
+
+
+MULTIPART_BODY = [Depends(require_multipart)]

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
 
-from api.routers import State
+from api.routers import MULTIPART_BODY, State
 from api.schemas import (
     COLLECTION_PATTERN,
     ERROR_RESPONSES,
@@ -61,12 +61,17 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return.")]
     responses={
         400: {"model": ErrorResponse, "description": "The body is not valid multipart data"},
         413: {"model": ErrorResponse, "description": "A file is over the size limit"},
-        415: {"model": ErrorResponse, "description": "A file is not PDF, text, Markdown or HTML"},
+        415: {
+            "model": ErrorResponse,
+            "description": "A file is not PDF, text, Markdown or HTML, or the body is not "
+            "multipart/form-data",
+        },
         422: {
             "model": ErrorResponse,
             "description": "Invalid input, or a file that is empty, encrypted or corrupt",
         },
     },
+    dependencies=MULTIPART_BODY,
 )
 async def upload_documents(
     state: State,

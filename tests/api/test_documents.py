@@ -135,7 +135,8 @@ def test_oversized_file_is_413_with_the_limit(make_client, pdfs_dir: Path):
 
 
 def test_upload_input_errors(client, pdfs_dir: Path):
-    assert_error(client.post("/documents", data={"collection": "x"}), 422, "validation_error")
+    # A urlencoded form cannot carry files: the media type is wrong (multipart without files: 422).
+    assert_error(client.post("/documents", data={"collection": "x"}), 415, "unsupported_media_type")
     bad = upload(client, pdfs_dir / MULTILANG, data={"collection": "no spaces allowed"})
     assert_error(bad, 422, "validation_error")
     bad = upload(client, pdfs_dir / MULTILANG, data={"replace": "maybe"})

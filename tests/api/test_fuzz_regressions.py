@@ -451,3 +451,9 @@ def test_job_progress_moves_per_page_and_per_small_embedding_batch(client, pdfs_
     embedded = [e for _, total, e in seen if total]
     steps = [b - a for a, b in zip([0, *embedded], embedded, strict=False) if b > a]
     assert len(steps) >= 2 and max(steps) <= 32, steps
+
+
+def test_an_upload_that_is_not_multipart_is_415(client) -> None:
+    response = client.post("/documents", json={"files": ["report.pdf"]})
+    assert_error(response, 415, "unsupported_media_type")
+    assert client.get("/documents").json()["total"] == 0
