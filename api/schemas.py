@@ -124,6 +124,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+# Routes that generate answers also answer this.
+GENERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "The generator cannot be loaded or reached"}
+}
+
 # Routes that read a JSON body also answer these.
 JSON_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}

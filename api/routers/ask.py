@@ -12,7 +12,13 @@ from fastapi.responses import StreamingResponse
 from api.errors import body_for
 from api.routers import JSON_BODY, AppState, State
 from api.routers.sse import SSE_HEADERS, SSE_MEDIA_TYPE, iterate_in_thread, sse_event
-from api.schemas import ERROR_RESPONSES, JSON_BODY_RESPONSES, AnswerOut, AskRequest
+from api.schemas import (
+    ERROR_RESPONSES,
+    GENERATOR_RESPONSES,
+    JSON_BODY_RESPONSES,
+    AnswerOut,
+    AskRequest,
+)
 from rag.types import Answer
 
 router = APIRouter(tags=["ask"], responses=ERROR_RESPONSES)
@@ -77,7 +83,7 @@ async def answer_events(
 @router.post(
     "/ask",
     response_model=AnswerOut,
-    responses={200: _SSE_DOC, **JSON_BODY_RESPONSES},
+    responses={200: _SSE_DOC, **JSON_BODY_RESPONSES, **GENERATOR_RESPONSES},
     dependencies=JSON_BODY,
 )
 async def ask(body: AskRequest, request: Request, state: State) -> Any:

@@ -11,6 +11,7 @@ from api.routers import JSON_BODY, State
 from api.routers.ask import _SSE_DOC, answer_events, check_documents, wants_stream
 from api.schemas import (
     ERROR_RESPONSES,
+    GENERATOR_RESPONSES,
     JSON_BODY_RESPONSES,
     ChatDeleted,
     ChatHistory,
@@ -37,7 +38,7 @@ def _reply(session_id: str, answer: Answer) -> dict[str, Any]:
 @router.post(
     "/chat",
     response_model=ChatResponse,
-    responses={200: _SSE_DOC, **JSON_BODY_RESPONSES},
+    responses={200: _SSE_DOC, **JSON_BODY_RESPONSES, **GENERATOR_RESPONSES},
     dependencies=JSON_BODY,
 )
 async def chat(body: ChatRequest, request: Request, state: State) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
@@ -24,6 +24,7 @@ from api.schemas import (
 from api.worker import UploadedFile
 from ingest.service import display_name
 from ingest.sniff import SUPPORTED_MEDIA_TYPES
+from rag.errors import InvalidInput
 
 router = APIRouter(tags=["documents"], responses=ERROR_RESPONSES)
 
@@ -74,6 +75,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return.")]
     dependencies=MULTIPART_BODY,
 )
 async def upload_documents(
+    request: Request,
     state: State,
     files: Annotated[
         list[UploadFile],
@@ -99,6 +101,15 @@ async def upload_documents(
     error, no job is created and nothing is stored. Bytes already in the
     collection (ready or still being ingested) return that document's job.
     """
+    form = await request.form()  # already parsed by FastAPI; cached on the request
+    repeated = [
+        name for name in ("collection", "password", "replace") if len(form.getlist(name)) > 1
+    ]
+    if repeated:
+        raise InvalidInput(
+            f"form field {repeated[0]!r} was sent more than once; send it at most once",
+            details={"field": repeated[0]},
+        )
     uploads = [UploadedFile(f.filename or "", await f.read()) for f in files]
     jobs = await run_in_threadpool(
         state.worker.accept, uploads, collection or None, password=password or None, replace=replace

@@ -22,6 +22,7 @@ from api.routers import JSON_BODY, State
 from api.routers.sse import SSE_HEADERS, SSE_MEDIA_TYPE, iterate_in_thread
 from api.schemas import (
     ERROR_RESPONSES,
+    GENERATOR_RESPONSES,
     JSON_BODY_RESPONSES,
     ChatCompletionRequest,
     ModelList,
@@ -106,6 +107,7 @@ async def list_models(state: State) -> dict:
             "content": {"application/json": {}, SSE_MEDIA_TYPE: {}},
         },
         **JSON_BODY_RESPONSES,
+        **GENERATOR_RESPONSES,
     },
     dependencies=JSON_BODY,
 )

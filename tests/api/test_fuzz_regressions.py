@@ -457,3 +457,11 @@ def test_an_upload_that_is_not_multipart_is_415(client) -> None:
     response = client.post("/documents", json={"files": ["report.pdf"]})
     assert_error(response, 415, "unsupported_media_type")
     assert client.get("/documents").json()["total"] == 0
+
+
+def test_a_form_field_sent_twice_is_422(client) -> None:
+    """Found by schemathesis: 'replace' sent twice (an array) was accepted."""
+    files = [("files", ("a.txt", b"Ducks have waterproof feathers.", "text/plain"))]
+    response = client.post("/documents", files=files, data={"replace": ["true", "false"]})
+    assert_error(response, 422, "invalid_input")
+    assert client.get("/documents").json()["total"] == 0
