@@ -85,7 +85,7 @@ def build_embedder(settings: Settings) -> Any:
         if languages:
             return HashingEmbedder(int(dim or 256), languages=frozenset(languages))
         return HashingEmbedder(int(dim or 256))
-    return SentenceTransformerEmbedder(settings.embedding)
+    return SentenceTransformerEmbedder(settings.embedding, models_dir=settings.data_dir / "models")
 
 
 def build_generator(settings: Settings, backend: str) -> Any:

@@ -62,6 +62,12 @@ class EmbeddingSettings(BaseModel):
     )
     threads: int = Field(0, ge=0, description="Torch threads for embedding (0 = all cores).")
     device: str = Field("cpu", description="Torch device, e.g. 'cpu' or 'cuda'.")
+    query_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="Runtime for the one-text query embedding: 'onnx' exports the model once "
+        "(cached in data_dir/models, verified against torch) and answers in ~4 ms instead of "
+        "~13 ms; 'auto' uses it on CPU when onnxruntime is installed, else torch.",
+    )
     languages: list[str] | None = Field(
         None,
         description="Languages the model was trained on (ISO 639-1 codes, '*' for any); "

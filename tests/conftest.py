@@ -80,11 +80,16 @@ def fast_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> Any:
-    """The bundled all-MiniLM-L6-v2 embedder, loaded once per test session."""
+def real_embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The bundled all-MiniLM-L6-v2 embedder, loaded once per test session.
+
+    Queries go through the ONNX export, as in a served knowledge base (exported
+    once per session into a temporary models folder).
+    """
     from rag.embedding import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(load_settings().embedding)
+    models = tmp_path_factory.mktemp("models")
+    embedder = SentenceTransformerEmbedder(load_settings().embedding, models_dir=models)
     embedder.embed_query("warm up")
     return embedder
 

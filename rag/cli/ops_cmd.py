@@ -98,6 +98,10 @@ def bootstrap(
                 out.print(
                     f"{outcome.action:9} {path.name} ({outcome.chunks} chunks)", highlight=False
                 )
+        query_encoder = getattr(services.embedder, "query_encoder", None)
+        if query_encoder is not None:
+            # Exported once (~10 s) so the first question does not wait for it.
+            query_encoder()
         if settings.generator.backend == "transformers":
             # The first load de-quantises the GGUF model (~30 s) and caches it, so the
             # first question asked in the browser is answered without that wait.
