@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test test-fast browser bench lint clean
+.PHONY: install run serve test test-fast browser bench reliability lint clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test-fast: install
 
 bench: install
 	$(PY) -m eval.bench.run_all
+
+# Kill points, fuzzing, bad inputs and mixed load at 16 and 64 clients: one table.
+reliability: install
+	$(PY) -m eval.reliability.run
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.live_server import free_port
+from api.live_server import ServerProcess
 from rag.faults import ENV_VAR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,40 +40,9 @@ def _env(data: Path, kill: str | None) -> dict[str, str]:
     return env
 
 
-class Server:
-    """`rag serve` in a child process on a free loopback port."""
-
-    def __init__(self, data: Path, kill: str | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [*RAG, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=_env(data, kill),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "rag serve did not start"
-            time.sleep(0.1)
-
-    def killed(self, timeout: float = 120) -> int:
-        """Wait for the process to die by its planned kill; return its exit status."""
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def Server(data: Path, kill: str | None = None) -> ServerProcess:  # noqa: N802 - reads as a class
+    """A `rag serve` child over ``data`` that kills itself at ``kill`` (point:N), if given."""
+    return ServerProcess(_env(data, kill))
 
 
 def _big_text(seed: int) -> bytes:
@@ -112,10 +81,9 @@ def test_server_killed_mid_upload_resumes_or_fails_with_reason(tmp_path: Path, p
         )
         assert response.status_code == 202, response.text
         job_id = response.json()["jobs"][0]["job_id"]
-        assert server.killed() == -signal.SIGKILL
+        assert server.wait() == -signal.SIGKILL
     finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+        server.kill()
     assert _doctor(data)["consistent"]
 
     server = Server(data)
@@ -162,10 +130,9 @@ def test_server_killed_mid_delete_restarts_without_the_document(tmp_path: Path, 
     try:
         with pytest.raises(httpx.TransportError):
             httpx.delete(f"{server.url}/documents/{ids[0]}", timeout=60)
-        assert server.killed() == -signal.SIGKILL
+        assert server.wait() == -signal.SIGKILL
     finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+        server.kill()
     assert _doctor(data)["consistent"]
 
     server = Server(data)
