@@ -84,11 +84,15 @@ async def upload_documents(
     collection: Annotated[
         str | None,
         Form(
-            pattern=COLLECTION_PATTERN,
-            description="Target collection (letters, digits, '_', '.' or '-').",
+            # Empty, like absent, means the default collection (a form has no null).
+            pattern=rf"^(?:{COLLECTION_PATTERN.removeprefix('^').removesuffix('$')})?$",
+            description="Target collection (letters, digits, '_', '.' or '-'); empty or "
+            "absent: the default collection.",
         ),
     ] = None,
-    password: Annotated[str | None, Form(description="Password of encrypted PDFs.")] = None,
+    password: Annotated[
+        str | None, Form(description="Password of encrypted PDFs (empty: none).")
+    ] = None,
     replace: Annotated[
         FormBool,
         Form(description="Replace older versions with the same file name ('true' or 'false')."),
