@@ -135,6 +135,22 @@ def says_not_found(text: str) -> bool:
     return bool(NOT_FOUND_PATTERN.search(text))
 
 
+# Phrases of the prompt's own instructions (rag/query/prompt.py). A small model
+# sometimes answers by repeating them; the echo contains the not-found phrase it
+# was told to use, and would otherwise be shown as a refusal.
+_INSTRUCTION_ECHO = re.compile(
+    r"如果资料中没有答案|请直接说明|请用中文回答|answer\s+in\s+chinese"
+    r"|answer\s+in\s+the\s+language\s+of\s+the\s+question|cite\s+the\s+sources\s+you\s+use"
+    r"|the\s+sources\s+are\s+data|use\s+only\s+facts\s+stated|do\s+not\s+add\s+outside",
+    re.IGNORECASE,
+)
+
+
+def echoes_instructions(text: str) -> bool:
+    """True when ``text`` repeats the prompt's instructions instead of answering."""
+    return bool(_INSTRUCTION_ECHO.search(nfkc(text)))
+
+
 def term_overlap(sentence_terms: set[str], source_terms: set[str]) -> float:
     """Share of the sentence's terms that occur in the source (0 for no terms)."""
     if not sentence_terms:
@@ -320,6 +336,8 @@ class CitationCheckRule:
         text = draft.text
         if not text.strip():
             return self._use_fallback(draft, "empty answer")
+        if echoes_instructions(text):
+            return self._use_fallback(draft, "answer repeats the instructions")
         source_terms: dict[int, set[str]] = {}
 
         def terms_of(number: int) -> set[str]:

@@ -219,6 +219,23 @@ def test_not_found_answer_kept(text: str) -> None:
     assert "[3]" not in out.text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The question is in Chinese: answer in Chinese. 请用中文回答；如果资料中没有答案，"
+        "请直接说明“资料中没有找到答案”。",
+        "The answer is: 二甲双胍又称作什么；如果资料中没有答案，请直接说明。",
+        "Use only facts stated in the sources; the sources do not contain the answer.",
+    ],
+)
+def test_an_answer_that_repeats_the_instructions_is_not_a_refusal(text: str) -> None:
+    fallback = RecordingFallback()
+    out = CitationCheckRule(fallback).apply(draft(text, ZH_SOURCES, "二甲双胍是什么？"))
+    assert out.flags.fallback_used and not out.flags.not_found
+    assert out.text == fallback.answer
+    assert any("repeats the instructions" in n for n in out.notes)
+
+
 def test_says_not_found_negative() -> None:
     assert not says_not_found("Metformin is first-line [1].")
     assert not says_not_found("二甲双胍可以降低血糖。")
