@@ -28,14 +28,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rag.query.rules_post import cited_numbers
+from rag.query.rules_post import answer_spans, cited_numbers, strip_citation_markers
 from rag.text.normalize import cjk_ratio, is_cjk, nfkc
-from rag.text.sentences import split_sentences
 from rag.text.terms import tokenize
 
-# Same marker syntax the pipeline's citation check reads ("[2]", "[1, 3]", "【2】").
-_MARKER = re.compile(r"[\[【［]\s*\d{1,3}(?:\s*(?:[,，、;；]|[-–])\s*\d{1,3})*\s*[\]】］]")
-_LEADING_MARKERS = re.compile(rf"\s*(?:{_MARKER.pattern}\s*)+")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _ASCII_PUNCTUATION = frozenset(string.punctuation)
 # Share of a sentence's distinct content terms a passage must hold to support
@@ -55,7 +51,7 @@ def answer_language(question: str, golds: Sequence[str] = ()) -> str:
 
 def strip_markers(text: str) -> str:
     """``text`` without citation markers, so "[1]" never counts as an answer token."""
-    return _MARKER.sub(" ", text)
+    return strip_citation_markers(text)
 
 
 def _is_punctuation(char: str) -> bool:
@@ -138,16 +134,8 @@ def answer_sentences(text: str) -> list[tuple[str, list[int]]]:
     before them, as in the pipeline's citation check; sentences with no
     words (a stray marker) are dropped.
     """
-    spans: list[tuple[int, int]] = []
-    for start, end in split_sentences(text):
-        match = _LEADING_MARKERS.match(text, start)
-        if spans and match and start < match.end() <= end:
-            spans[-1] = (spans[-1][0], match.end())
-            start = match.end()
-        if start < end:
-            spans.append((start, end))
     out = []
-    for start, end in spans:
+    for start, end in answer_spans(text):
         sentence = text[start:end].strip()
         if any(c.isalnum() for c in strip_markers(sentence)):
             out.append((sentence, cited_numbers(sentence)))

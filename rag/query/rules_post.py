@@ -92,7 +92,12 @@ def cited_numbers(text: str) -> list[int]:
     return list(seen)
 
 
-def _answer_spans(text: str) -> list[tuple[int, int]]:
+def strip_citation_markers(text: str) -> str:
+    """``text`` with every citation marker replaced by a space."""
+    return _MARKER.sub(" ", text)
+
+
+def answer_spans(text: str) -> list[tuple[int, int]]:
     """Sentence spans in which markers after a full stop belong to the sentence before.
 
     Models write both "X [1]." and "X. [1]"; the sentence splitter would hand
@@ -350,7 +355,7 @@ class CitationCheckRule:
         removed_unsupported: list[int] = []
         kept_any = False
         counted = supported = 0
-        for start, end in _answer_spans(text):
+        for start, end in answer_spans(text):
             sentence = text[start:end]
             plain = _MARKER.sub(" ", sentence)
             terms = term_set(plain)
