@@ -8,10 +8,11 @@ environment overrides with a double underscore, e.g.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +22,8 @@ from pydantic_settings import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / ".rag"
+# The rule of rag.knowledge_base.validate_collection_name (settings import nothing of rag).
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 
 class IngestSettings(BaseModel):
@@ -234,13 +237,44 @@ class ApiSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535, description="Port.")
     api_keys: list[str] = Field(
         default_factory=list,
-        description="When set, every route but health needs 'Authorization: Bearer KEY'.",
+        description="Unrestricted (admin) keys. With any key set (here or in key_collections) "
+        "every route but health and the web page needs 'Authorization: Bearer KEY'.",
+    )
+    key_collections: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Tenant keys: each key (accepted like api_keys) sees, searches and changes "
+        "only the collections listed for it, the first being its default; JSON, e.g. "
+        '\'{"key-a": ["hr", "legal"]}\'. Keys in api_keys stay unrestricted (admin).',
     )
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins.")
     rate_limit_per_minute: int = Field(
         0, ge=0, description="Requests per minute per key or client (0 = unlimited)."
     )
     max_request_mb: float = Field(200.0, gt=0, description="Largest request body, in MiB.")
+
+    @model_validator(mode="after")
+    def _check_key_collections(self) -> ApiSettings:
+        """A tenant key names at least one valid collection and is not also an admin key."""
+        for position, (key, names) in enumerate(self.key_collections.items(), start=1):
+            shown = f"number {position}"  # never a part of the secret itself
+            if not key.strip():
+                raise ValueError("key_collections has an empty key; use the API key itself")
+            if key in self.api_keys:
+                raise ValueError(
+                    f"key {shown} is in both api_keys (unrestricted) and key_collections "
+                    "(limited to collections); list it in one of them"
+                )
+            if not names:
+                raise ValueError(
+                    f"key {shown} in key_collections lists no collection; name at least one"
+                )
+            bad = [n for n in names if not _COLLECTION_NAME.fullmatch(n)]
+            if bad:
+                raise ValueError(
+                    f"key {shown} in key_collections names {bad[0]!r}: collection names are "
+                    "1-128 letters, digits, '_', '.' or '-' starting with a letter or digit"
+                )
+        return self
 
 
 class Settings(BaseSettings):
