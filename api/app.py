@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.access import KeyPolicy
 from api.chat_store import ChatStore
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = settings.api
     # Added innermost first: CORS ends up outermost so even 401/413/429 carry its headers.
     app.add_middleware(RateLimitMiddleware, per_minute=api.rate_limit_per_minute)
-    app.add_middleware(ApiKeyMiddleware, api_keys=api.api_keys)
+    app.add_middleware(ApiKeyMiddleware, policy=KeyPolicy.from_settings(settings))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(api.max_request_mb * 2**20))
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     if api.cors_origins:

@@ -8,14 +8,13 @@ into responses by :func:`api.errors.error_response`.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access import KeyPolicy, attach_access
 from api.errors import error_response
 from rag.errors import FileTooLarge, RateLimited, Unauthorized
 
@@ -56,39 +55,34 @@ def client_identity(scope: Scope) -> str:
 
 
 class ApiKeyMiddleware:
-    """Require ``Authorization: Bearer KEY`` on every non-public route when keys are set."""
+    """Require ``Authorization: Bearer KEY`` on every non-public route when keys are set.
 
-    def __init__(self, app: ASGIApp, api_keys: Iterable[str]) -> None:
+    It also resolves the key to what it may reach (:mod:`api.access`) and
+    leaves that in the request scope for the routers' ``Access`` dependency.
+    """
+
+    def __init__(self, app: ASGIApp, policy: KeyPolicy) -> None:
         self.app = app
-        self.keys = [k.encode() for k in api_keys if k]
-
-    def _valid(self, token: str | None) -> bool:
-        if token is None:
-            return False
-        given = token.encode()
-        # Compare against every key in constant time, so timing reveals nothing.
-        return any(hmac.compare_digest(given, key) for key in self.keys)
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
-        if (
-            scope["type"] != "http"
-            or not self.keys
-            or scope.get("method") == "OPTIONS"
-            or is_public(scope["path"])
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope)
-        if not self._valid(token):
-            reason = "missing" if token is None else "wrong"
-            exc = Unauthorized(
-                f"API key {reason}: send 'Authorization: Bearer <key>' with a key from "
-                "RAG_API__API_KEYS"
-            )
-            await error_response(exc)(scope, receive, send)
+        access = self.policy.resolve(token)
+        if access is not None:
+            attach_access(scope, access)
+        if access is not None or scope.get("method") == "OPTIONS" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        reason = "missing" if token is None else "wrong"
+        exc = Unauthorized(
+            f"API key {reason}: send 'Authorization: Bearer <key>' with a key from "
+            "RAG_API__API_KEYS or RAG_API__KEY_COLLECTIONS"
+        )
+        await error_response(exc)(scope, receive, send)
 
 
 class FixedWindowLimiter:

@@ -156,3 +156,9 @@ class Unauthorized(RagError):
     """A missing or wrong API key."""
 
     code = "unauthorized"
+
+
+class Forbidden(RagError):
+    """A valid API key that may not use this route (a tenant key on an admin route)."""
+
+    code = "forbidden"
