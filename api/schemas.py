@@ -175,9 +175,12 @@ class CollectionOut(BaseModel):
 
 
 class CollectionList(BaseModel):
-    """All collections."""
+    """The collections the API key may use."""
 
     collections: list[CollectionOut]
+    default_collection: str = Field(
+        description="Where an upload naming no collection goes, for this API key."
+    )
 
 
 class CollectionDeleted(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from api.access import Access, CallerAccess
 from api.errors import body_for
 from api.routers import JSON_BODY, AppState, State
 from api.routers.sse import SSE_HEADERS, SSE_MEDIA_TYPE, iterate_in_thread, sse_event
@@ -30,15 +31,15 @@ _SSE_DOC = {
 }
 
 
-async def check_documents(state: AppState, document_ids: list[str]) -> None:
-    """Raise DocumentNotFound (404) for the first id that names no document.
+async def check_documents(state: AppState, access: CallerAccess, document_ids: list[str]) -> None:
+    """Raise DocumentNotFound (404) for the first id that names no document the key may see.
 
     Filtering by an unknown id would otherwise answer "not found in the
     documents", which hides a typo in the id.
     """
     kb = state.services.kb
     for doc_id in dict.fromkeys(document_ids):
-        await run_in_threadpool(kb.get_document, doc_id)
+        await run_in_threadpool(access.document, kb, doc_id)
 
 
 def wants_stream(request: Request, flag: bool) -> bool:
@@ -86,11 +87,13 @@ async def answer_events(
     responses={200: _SSE_DOC, **JSON_BODY_RESPONSES, **GENERATOR_RESPONSES},
     dependencies=JSON_BODY,
 )
-async def ask(body: AskRequest, request: Request, state: State) -> Any:
+async def ask(body: AskRequest, request: Request, state: State, access: Access) -> Any:
     """Answer a question with numbered citations to documents and pages."""
-    await check_documents(state, body.document_ids)
+    await check_documents(state, access, body.document_ids)
+    kb = state.services.kb
+    collections = await run_in_threadpool(access.search_collections, kb, body.collections)
     kwargs: dict[str, Any] = {
-        "collections": tuple(body.collections),
+        "collections": collections,
         "document_ids": tuple(body.document_ids),
         "pages": body.pages,
         "top_k": body.top_k,

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.access import Access
 from api.routers import JSON_BODY, State
 from api.routers.ask import _SSE_DOC, answer_events, check_documents, wants_stream
 from api.schemas import (
@@ -41,23 +42,32 @@ def _reply(session_id: str, answer: Answer) -> dict[str, Any]:
     responses={200: _SSE_DOC, **JSON_BODY_RESPONSES, **GENERATOR_RESPONSES},
     dependencies=JSON_BODY,
 )
-async def chat(body: ChatRequest, request: Request, state: State) -> Any:
+async def chat(body: ChatRequest, request: Request, state: State, access: Access) -> Any:
     """Send a message; a new session starts when ``session_id`` is absent."""
     chats = state.chats
-    await check_documents(state, body.document_ids)
+    kb = state.services.kb
+    await check_documents(state, access, body.document_ids)
 
-    def prepare() -> tuple[str, list, list[str]]:
+    def prepare() -> tuple[str, list, list[str], tuple[str, ...]]:
         if body.session_id is None:
-            return new_id(), [], list(body.collections or [])
+            named = list(body.collections or [])
+            searched = access.search_collections(kb, named)
+            return new_id(), [], access.session_collections(named), searched
         stored = chats.collections(body.session_id)
-        collections = list(body.collections) if body.collections is not None else stored
-        return body.session_id, chats.history(body.session_id), collections
+        access.check_session(body.session_id, stored)
+        if body.collections is not None:
+            collections = list(body.collections)
+            searched = access.search_collections(kb, collections)
+        else:
+            collections = stored
+            searched = access.search_collections(kb, stored, existing_only=True)
+        return body.session_id, chats.history(body.session_id), collections, searched
 
-    session_id, history, collections = await run_in_threadpool(prepare)
+    session_id, history, collections, searched = await run_in_threadpool(prepare)
     new_session = body.session_id is None
     kwargs: dict[str, Any] = {
         "history": tuple(history),
-        "collections": tuple(collections),
+        "collections": searched,
         "document_ids": tuple(body.document_ids),
         "generator": body.generator,
     }
@@ -82,14 +92,26 @@ async def chat(body: ChatRequest, request: Request, state: State) -> Any:
 
 
 @router.get("/chat/{session_id}", response_model=ChatHistory)
-async def chat_history(session_id: str, state: State) -> dict:
+async def chat_history(session_id: str, state: State, access: Access) -> dict:
     """The session's messages with the citations given, oldest first."""
-    messages = await run_in_threadpool(state.chats.messages, session_id)
+    chats = state.chats
+
+    def read() -> list:
+        access.check_session(session_id, chats.collections(session_id))
+        return chats.messages(session_id)
+
+    messages = await run_in_threadpool(read)
     return {"session_id": session_id, "messages": messages}
 
 
 @router.delete("/chat/{session_id}", response_model=ChatDeleted)
-async def delete_chat(session_id: str, state: State) -> dict:
+async def delete_chat(session_id: str, state: State, access: Access) -> dict:
     """Delete a session and its messages."""
-    await run_in_threadpool(state.chats.delete, session_id)
+    chats = state.chats
+
+    def delete() -> None:
+        access.check_session(session_id, chats.collections(session_id))
+        chats.delete(session_id)
+
+    await run_in_threadpool(delete)
     return {"deleted": session_id}

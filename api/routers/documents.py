@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
 
+from api.access import Access
 from api.routers import MULTIPART_BODY, State
 from api.schemas import (
     COLLECTION_PATTERN,
@@ -77,6 +78,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return.")]
 async def upload_documents(
     request: Request,
     state: State,
+    access: Access,
     files: Annotated[
         list[UploadFile],
         File(min_length=1, description="One or more files (repeat the field)."),
@@ -114,9 +116,10 @@ async def upload_documents(
             f"form field {repeated[0]!r} was sent more than once; send it at most once",
             details={"field": repeated[0]},
         )
+    target = access.upload_collection(collection or None)
     uploads = [UploadedFile(f.filename or "", await f.read()) for f in files]
     jobs = await run_in_threadpool(
-        state.worker.accept, uploads, collection or None, password=password or None, replace=replace
+        state.worker.accept, uploads, target, password=password or None, replace=replace
     )
     return {"jobs": jobs}
 
@@ -124,27 +127,30 @@ async def upload_documents(
 @router.get("/documents", response_model=DocumentList)
 async def list_documents(
     state: State,
+    access: Access,
     collection: Annotated[str | None, Query(description="Only this collection.")] = None,
     status: DocumentStatusName = None,
     offset: Offset = 0,
     limit: Limit = 50,
 ) -> dict:
-    """Documents, newest first, with the total matching count."""
+    """Documents the API key may see, newest first, with the total matching count."""
+    kb = state.services.kb
     docs, total = await run_in_threadpool(
-        lambda: state.services.kb.list_documents(collection, status, offset=offset, limit=limit)
+        lambda: access.list_documents(kb, collection, status, offset=offset, limit=limit)
     )
     return {"documents": [d.to_dict() for d in docs], "total": total}
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentOut)
-async def get_document(doc_id: str, state: State) -> dict:
+async def get_document(doc_id: str, state: State, access: Access) -> dict:
     """Metadata of one document."""
-    return (await run_in_threadpool(state.services.kb.get_document, doc_id)).to_dict()
+    return (await run_in_threadpool(access.document, state.services.kb, doc_id)).to_dict()
 
 
 @router.get("/documents/{doc_id}/chunks", response_model=ChunkList)
 async def document_chunks(
     state: State,
+    access: Access,
     doc_id: str,
     offset: Offset = 0,
     limit: Limit = 100,
@@ -153,7 +159,7 @@ async def document_chunks(
     kb = state.services.kb
 
     def read() -> tuple[list, int]:
-        doc = kb.get_document(doc_id)
+        doc = access.document(kb, doc_id)
         return kb.document_chunks(doc_id, offset=offset, limit=limit), doc.chunks
 
     chunks, total = await run_in_threadpool(read)
@@ -173,10 +179,10 @@ async def document_chunks(
         }
     },
 )
-async def document_file(doc_id: str, state: State) -> FileResponse:
+async def document_file(doc_id: str, state: State, access: Access) -> FileResponse:
     """The original file, with its media type and name."""
     kb = state.services.kb
-    doc = await run_in_threadpool(kb.get_document, doc_id)
+    doc = await run_in_threadpool(access.document, kb, doc_id)
     path = await run_in_threadpool(kb.document_file, doc_id)
     return FileResponse(
         path,
@@ -186,7 +192,9 @@ async def document_file(doc_id: str, state: State) -> FileResponse:
 
 
 @router.delete("/documents/{doc_id}", response_model=DocumentDeleted)
-async def delete_document(doc_id: str, state: State) -> dict:
+async def delete_document(doc_id: str, state: State, access: Access) -> dict:
     """Delete a document from the database and both indexes."""
-    doc = await run_in_threadpool(state.services.kb.delete_document, doc_id)
+    kb = state.services.kb
+    await run_in_threadpool(access.document, kb, doc_id)
+    doc = await run_in_threadpool(kb.delete_document, doc_id)
     return {"deleted": doc.id}

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from api.access import Access
 from api.errors import body_for
 from api.routers import JSON_BODY, State
 from api.routers.sse import SSE_HEADERS, SSE_MEDIA_TYPE, iterate_in_thread
@@ -81,9 +82,9 @@ def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None =
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(state: State) -> dict:
-    """Every collection, presented as a model."""
-    infos = await run_in_threadpool(state.services.kb.list_collections)
+async def list_models(state: State, access: Access) -> dict:
+    """Every collection the API key may use, presented as a model."""
+    infos = access.visible(await run_in_threadpool(state.services.kb.list_collections))
     return {
         "object": "list",
         "data": [
@@ -111,9 +112,10 @@ async def list_models(state: State) -> dict:
     },
     dependencies=JSON_BODY,
 )
-async def chat_completions(body: ChatCompletionRequest, state: State) -> Any:
+async def chat_completions(body: ChatCompletionRequest, state: State, access: Access) -> Any:
     """OpenAI chat completion answered from the collection named by ``model``."""
     question, history = split_messages(body)
+    access.check_collection(body.model)
     await run_in_threadpool(state.services.kb.get_collection, body.model)
     kwargs: dict[str, Any] = {
         "history": history,

@@ -9,11 +9,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
+from api.access import ADMIN_ONLY
 from api.metrics import CONTENT_TYPE
 from api.routers import AppState, State
-from api.schemas import HealthResponse, ReadyResponse
+from api.schemas import ERROR_RESPONSES, HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["ops"])
+
+# /readyz and /metrics report on every collection: unrestricted keys only.
+_ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: ERROR_RESPONSES[401],
+    403: {**ERROR_RESPONSES[401], "description": "A tenant key (limited to collections)"},
+}
 
 
 @router.get("/healthz", response_model=HealthResponse)
@@ -62,7 +69,8 @@ def readiness(state: AppState) -> dict[str, dict[str, Any]]:
 @router.get(
     "/readyz",
     response_model=ReadyResponse,
-    responses={503: {"model": ReadyResponse, "description": "Not ready"}},
+    responses={503: {"model": ReadyResponse, "description": "Not ready"}, **_ADMIN_RESPONSES},
+    dependencies=ADMIN_ONLY,
 )
 async def readyz(state: State) -> Any:
     """Readiness: database reachable, indexes and embedder loadable (generator not loaded)."""
@@ -72,7 +80,9 @@ async def readyz(state: State) -> Any:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics", response_class=Response, responses=_ADMIN_RESPONSES, dependencies=ADMIN_ONLY
+)
 async def metrics(state: State) -> Response:
     """Prometheus metrics of this server."""
     data = await run_in_threadpool(state.metrics.render)

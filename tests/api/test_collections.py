@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_collection_lifecycle(client, pdfs_dir: Path):
-    assert client.get("/collections").json() == {"collections": []}
+    assert client.get("/collections").json() == {"collections": [], "default_collection": "default"}
     created = client.post("/collections", json={"name": "handbook"})
     assert created.status_code == 201
     assert created.json()["name"] == "handbook" and created.json()["documents"] == 0
@@ -23,7 +23,7 @@ def test_collection_lifecycle(client, pdfs_dir: Path):
     assert info["name"] == "handbook" and info["documents"] == 1 and info["chunks"] > 0
 
     assert client.delete("/collections/handbook").json() == {"deleted": "handbook", "documents": 1}
-    assert client.get("/collections").json() == {"collections": []}
+    assert client.get("/collections").json() == {"collections": [], "default_collection": "default"}
     assert client.get("/documents").json()["total"] == 0
 
 
