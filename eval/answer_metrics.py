@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from rag.query.rules_post import answer_spans, cited_numbers, strip_citation_markers
+from rag.query.markup import answer_spans, cited_numbers, strip_citation_markers
 from rag.text.normalize import cjk_ratio, is_cjk, nfkc
 from rag.text.terms import tokenize
 

@@ -92,8 +92,6 @@ def ask(
                 answer = event
         sys.stdout.write("\n")
         if answer is not None:
-            if answer.flags.fallback_used or answer.flags.redacted or answer.flags.not_found:
-                out.print(f"\n[bold]answer:[/bold] {answer.answer}", highlight=False)
             print_flags(answer)
             print_sources(answer)
 

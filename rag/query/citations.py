@@ -7,13 +7,10 @@ question), so "see page 7" lands on the page that holds the words.
 
 from __future__ import annotations
 
-import re
-
+from rag.query.markup import answer_spans, cites
 from rag.text.sentences import split_sentences
 from rag.text.terms import term_set
 from rag.types import Hit
-
-_MARKER = r"[\[【［]\s*(?:\d{1,3}\s*[,，、;；\-–]\s*)*{n}(?:\s*[,，、;；\-–]\s*\d{1,3})*\s*[\]】］]"
 
 
 def evidence_for(answer: str, number: int, question: str) -> str:
@@ -22,8 +19,7 @@ def evidence_for(answer: str, number: int, question: str) -> str:
     The first citing sentence is the one the answer leans on most; later
     ones may quote other parts of the same chunk.
     """
-    marker = re.compile(_MARKER.replace("{n}", str(number)))
-    citing = [answer[a:b] for a, b in split_sentences(answer) if marker.search(answer[a:b])]
+    citing = [answer[a:b] for a, b in answer_spans(answer) if cites(answer[a:b], number)]
     return f"{question} {citing[0]}" if citing else question
 
 

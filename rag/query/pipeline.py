@@ -6,18 +6,19 @@ shows in the answer's flags.
 
 from __future__ import annotations
 
+import itertools
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag.errors import InvalidInput
 from rag.query.citations import cited_page, evidence_for
+from rag.query.markup import answer_spans, cited_numbers
 from rag.query.prompt import build_messages
 from rag.query.retrieval import RetrievalFilter, RetrievalResult
-from rag.query.rules_post import build_answer_rules, cited_numbers, redact_text, run_answer_rules
+from rag.query.rules_post import build_answer_rules, run_answer_rules
 from rag.query.rules_pre import build_query_rules, run_query_rules, screen_text_for_injection
 from rag.text.normalize import cjk_ratio
 from rag.types import Answer, AnswerFlags, ChatTurn, Citation, Hit
@@ -30,10 +31,6 @@ log = logging.getLogger(__name__)
 NOT_FOUND_EN = "The knowledge base does not contain an answer to this question."
 NOT_FOUND_ZH = "知识库中没有找到这个问题的答案。"
 SNIPPET_CHARS = 300
-_TEMPLATE_TOKENS = re.compile(r"<\|[a-z_]+\|>|</s>|<s>")
-# A streamed piece is released at a sentence end or a space once this long,
-# so redaction sees whole numbers and addresses before anything is shown.
-_STREAM_FLUSH_CHARS = 48
 
 
 def not_found_message(question: str) -> str:
@@ -118,11 +115,16 @@ class AnswerPipeline:
         max_new_tokens: int | None = None,
         _emit: bool = True,
     ) -> Iterator[str | Answer]:
-        """Yield answer text pieces as they are produced, then the final :class:`Answer`.
+        """Yield the answer text in pieces, then the final :class:`Answer`.
 
-        The pieces are redacted and cleaned as they go; the final answer is
-        authoritative (a failed citation check replaces the text by the
-        extractive fallback, flagged ``fallback_used``).
+        There is one answer path: the generator's whole output goes through
+        the answer rules (template cleanup, repetition, citation check with its
+        extractive fallback, redaction, length cap) before any text is
+        released, and the pieces are that text cut after each sentence and
+        its citation markers. So the streamed text is exactly
+        ``Answer.answer``. While the model generates, an empty piece follows
+        each of its tokens: a consumer that went away can stop the
+        generation there (closing this iterator closes the generator's stream).
 
         Raises:
             QueryRejected: Empty, too long, or refused question.
@@ -135,19 +137,17 @@ class AnswerPipeline:
         timings = dict(prepared.timings)
         if prepared.final_text is not None:
             raw = prepared.final_text
-            if _emit:
-                yield raw
         else:
             gen = self.services.generator(prepared.generator_name)
             new_tokens = max_new_tokens or self.settings.generator.max_new_tokens
             t0 = time.perf_counter()
             pieces: list[str] = []
-            if _emit:
-                yield from self._streamed(
-                    gen.stream(prepared.messages, max_new_tokens=new_tokens), pieces, timings, t0
-                )
-            else:
-                pieces.append(gen.generate(prepared.messages, max_new_tokens=new_tokens))
+            for piece in gen.stream(prepared.messages, max_new_tokens=new_tokens):
+                if "first_token" not in timings:
+                    timings["first_token"] = time.perf_counter() - t0
+                pieces.append(piece)
+                if _emit:
+                    yield ""
             timings["generation"] = time.perf_counter() - t0
             raw = "".join(pieces)
         t0 = time.perf_counter()
@@ -160,6 +160,8 @@ class AnswerPipeline:
             draft_text, flags = draft.text, draft.flags
         timings["postprocess"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
+        if _emit:
+            yield from answer_pieces(draft_text)
         yield Answer(
             question=prepared.question,
             answer=draft_text,
@@ -255,35 +257,6 @@ class AnswerPipeline:
             for h in hits
         )
 
-    def _streamed(
-        self,
-        pieces_in: Iterator[str],
-        collected: list[str],
-        timings: dict[str, float],
-        started: float,
-    ) -> Iterator[str]:
-        """Re-chunk generator output at safe boundaries and redact each released piece."""
-        rules = self.settings.rules
-        pending = ""
-        for piece in pieces_in:
-            if "first_token" not in timings:
-                timings["first_token"] = time.perf_counter() - started
-            collected.append(piece)
-            pending += piece
-            cut = _safe_cut(pending)
-            if cut:
-                yield self._clean_piece(pending[:cut], rules)
-                pending = pending[cut:]
-        if pending:
-            yield self._clean_piece(pending, rules)
-
-    @staticmethod
-    def _clean_piece(text: str, rules: Any) -> str:
-        text = _TEMPLATE_TOKENS.sub("", text)
-        if rules.redact:
-            text, _ = redact_text(text, rules.sensitive_words)
-        return text
-
     def _citations(
         self, text: str, sources: Sequence[Hit], flags: AnswerFlags, question: str
     ) -> tuple[Citation, ...]:
@@ -312,16 +285,12 @@ class AnswerPipeline:
         return tuple(citations)
 
 
-def _safe_cut(text: str) -> int:
-    """Where ``text`` can be released: after the last sentence end or, if long, last space."""
-    best = 0
-    for match in re.finditer(r"[.!?\n](?=\s)|[。！？]", text):
-        best = match.end()
-    if best:
-        return best
-    if len(text) >= _STREAM_FLUSH_CHARS:
-        space = text.rfind(" ")
-        # Do not cut inside something that may be a number or an address.
-        if space > 0 and not re.search(r"[\d@+\-]\S*$", text[:space]):
-            return space + 1
-    return 0
+def answer_pieces(text: str) -> list[str]:
+    """``text`` cut after each sentence and the citation markers that follow it.
+
+    The pieces join back to ``text`` exactly (the whitespace between sentences
+    travels with the piece before it).
+    """
+    cuts = [end for _start, end in answer_spans(text)][:-1]
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]

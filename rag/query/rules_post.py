@@ -18,6 +18,13 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from rag.errors import InvalidInput
+from rag.query.markup import (
+    CITATION_MARKER,
+    answer_spans,
+    marker_numbers,
+    strip_citation_markers,
+    strip_template_tokens,
+)
 from rag.settings import RulesSettings
 from rag.text.normalize import nfkc
 from rag.text.sentences import split_sentences
@@ -60,60 +67,7 @@ class AnswerRule(Protocol):
         ...
 
 
-# --- citations -------------------------------------------------------------------------
-# "[2]", "[1, 3]", "[1-3]", "[1][2]" and the full-width 【2】 some models write for Chinese.
-_MARKER = re.compile(r"[\[【［]\s*(\d{1,3}(?:\s*(?:[,，、;；]|[-–])\s*\d{1,3})*)\s*[\]】］]")
-_LEADING_MARKERS = re.compile(rf"\s*(?:{_MARKER.pattern}\s*)+")
-# A range marker "[a-b]" is expanded only when short; "[1-300]" is not a citation list.
-_MAX_RANGE = 20
-
-
-def _marker_numbers(body: str) -> list[int]:
-    numbers: list[int] = []
-    for part in re.split(r"\s*[,，、;；]\s*", body.strip()):
-        bounds = re.split(r"\s*[-–]\s*", part)
-        if len(bounds) == 2 and bounds[0] and bounds[1]:
-            low, high = int(bounds[0]), int(bounds[1])
-            if low <= high and high - low <= _MAX_RANGE:
-                numbers.extend(range(low, high + 1))
-                continue
-            numbers.extend([low, high])
-        elif part:
-            numbers.extend(int(b) for b in bounds if b)
-    return numbers
-
-
-def cited_numbers(text: str) -> list[int]:
-    """Source numbers cited in ``text``, in order of first citation, without duplicates."""
-    seen: dict[int, None] = {}
-    for match in _MARKER.finditer(text):
-        for number in _marker_numbers(match.group(1)):
-            seen.setdefault(number, None)
-    return list(seen)
-
-
-def strip_citation_markers(text: str) -> str:
-    """``text`` with every citation marker replaced by a space."""
-    return _MARKER.sub(" ", text)
-
-
-def answer_spans(text: str) -> list[tuple[int, int]]:
-    """Sentence spans in which markers after a full stop belong to the sentence before.
-
-    Models write both "X [1]." and "X. [1]"; the sentence splitter would hand
-    the second marker to the next sentence.
-    """
-    spans: list[tuple[int, int]] = []
-    for start, end in split_sentences(text):
-        match = _LEADING_MARKERS.match(text, start)
-        if spans and match and start < match.end() <= end:
-            spans[-1] = (spans[-1][0], match.end())
-            start = match.end()
-        if start < end:
-            spans.append((start, end))
-    return spans
-
-
+# --- not found ---------------------------------------------------------------------
 # The answer says the sources do not hold the answer (the prompt asks it to).
 NOT_FOUND_PATTERN = re.compile(
     r"\b(?:sources?|documents?|context|passages?|texts?|information|excerpts?)\s+"
@@ -165,21 +119,6 @@ def term_overlap(sentence_terms: set[str], source_terms: set[str]) -> float:
 
 # --- rules -----------------------------------------------------------------------------
 
-# End of the model's turn, or the start of a turn it invents: cut there.
-_TURN_END = re.compile(
-    r"<\|\s*(?:im_end|endoftext|end_of_text|eot_id|eos|end)\s*\|>|</s>"
-    r"|<\|\s*im_start\s*\|>\s*(?:user|system)\b|<\|\s*(?:user|system)\s*\|>|\[INST\]"
-    r"|\n\s*(?:#{1,3}\s*)?(?:User|Human|Question|Instruction)\s*:|\n\s*(?:用户|问题)\s*[:：]",
-    re.IGNORECASE,
-)
-_TEMPLATE_TOKENS = re.compile(
-    r"<\|\s*im_start\s*\|>\s*(?:assistant|user|system)?\s*"
-    r"|<\|\s*start_header_id\s*\|>\s*\w*\s*<\|\s*end_header_id\s*\|>\s*"
-    r"|<\|\s*[A-Za-z_]{1,40}\s*\|>|</?s>|\[/?INST\]|<</?SYS>>",
-    re.IGNORECASE,
-)
-_ROLE_PREFIX = re.compile(r"^\s*(?:assistant|AI|answer|答案|回答|助手)\s*[:：]\s*", re.IGNORECASE)
-
 
 class TemplateCleanupRule:
     """Strip chat-template tokens and role prefixes a model leaked into its answer.
@@ -192,16 +131,7 @@ class TemplateCleanupRule:
 
     def apply(self, draft: AnswerDraft) -> AnswerDraft:
         """The draft with template debris removed."""
-        text = draft.text
-        for match in _TURN_END.finditer(text):
-            if _TEMPLATE_TOKENS.sub("", text[: match.start()]).strip():
-                text = text[: match.start()]
-                break
-        text = _TURN_END.sub("", _TEMPLATE_TOKENS.sub("", text))
-        previous = None
-        while previous != text:
-            previous, text = text, _ROLE_PREFIX.sub("", text)
-        text = text.strip()
+        text = strip_template_tokens(draft.text)
         if text == draft.text:
             return draft
         return replace(draft, text=text, notes=(*draft.notes, "template tokens removed"))
@@ -246,7 +176,7 @@ def find_loop(text: str) -> tuple[int, int] | None:
 
 
 def _sentence_key(sentence: str) -> str:
-    return re.sub(r"[\W_]+", "", _MARKER.sub("", nfkc(sentence).lower()))
+    return re.sub(r"[\W_]+", "", strip_citation_markers(nfkc(sentence).lower()))
 
 
 class RepetitionRule:
@@ -357,9 +287,9 @@ class CitationCheckRule:
         counted = supported = 0
         for start, end in answer_spans(text):
             sentence = text[start:end]
-            plain = _MARKER.sub(" ", sentence)
+            plain = strip_citation_markers(sentence)
             terms = term_set(plain)
-            markers = list(_MARKER.finditer(sentence))
+            markers = list(CITATION_MARKER.finditer(sentence))
             kept_here: list[int] = []
             out: list[str] = []
             position = 0
@@ -367,7 +297,7 @@ class CitationCheckRule:
                 out.append(sentence[position : match.start()])
                 position = match.end()
                 keep: list[int] = []
-                for number in _marker_numbers(match.group(1)):
+                for number in marker_numbers(match.group(1)):
                     if not 1 <= number <= len(draft.sources):
                         removed_invalid.append(number)
                     elif terms and term_overlap(terms, terms_of(number)) < self.min_overlap:

@@ -93,7 +93,7 @@ def test_ask_streams_server_sent_events(loaded, how):
     final = json.loads(events[-1][1])
     assert_answer_shape(final)
     assert final["citations"]
-    assert streamed.strip() and final["answer"].startswith(streamed[:20])
+    assert streamed.strip() and streamed == final["answer"]
 
 
 def test_stream_errors_before_the_first_token_keep_their_status(loaded):

@@ -50,17 +50,16 @@ def test_chat_completion(oa):
 
 
 def test_chat_completion_stream(oa):
-    stream = oa.chat.completions.create(
-        model="papers",
-        messages=[{"role": "user", "content": "What is the lorem ipsum dolor sit amet text?"}],
-        stream=True,
-    )
+    messages = [{"role": "user", "content": "What is the lorem ipsum dolor sit amet text?"}]
+    stream = oa.chat.completions.create(model="papers", messages=messages, stream=True)
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason == "stop"
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text.strip() and "Sources:\n[1] " + LOREM in text
+    whole = oa.chat.completions.create(model="papers", messages=messages)
+    assert text == whole.choices[0].message.content  # the stream is the answer, once
 
 
 def test_unknown_model_and_bad_messages(oa, live_server):

@@ -14,6 +14,7 @@ class RecordingGenerator:
     def __init__(self, reply: str) -> None:
         self.reply = reply
         self.messages: list[list[dict[str, str]]] = []
+        self.closed_early = False
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -23,7 +24,15 @@ class RecordingGenerator:
         return self.reply
 
     def stream(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> Iterator[str]:
-        """The reply word by word, so streaming code sees several pieces."""
+        """The reply word by word, so streaming code sees several pieces.
+
+        ``closed_early`` records a consumer that closed the stream before its end.
+        """
         self.messages.append(list(messages))
-        for word in self.reply.split(" "):
-            yield word + " "
+        finished = False
+        try:
+            for word in self.reply.split(" "):
+                yield word + " "
+            finished = True
+        finally:
+            self.closed_early = not finished

@@ -95,16 +95,56 @@ def test_unsupported_model_answer_falls_back_to_extractive(services) -> None:
     assert "25 days" in answer.answer and answer.citations
 
 
+def _streamed(services, question: str) -> tuple[str, list[str], Answer]:
+    events = list(services.pipeline().stream(question, generator="transformers"))
+    final = events[-1]
+    assert isinstance(final, Answer)
+    pieces = [e for e in events[:-1] if isinstance(e, str)]
+    return "".join(pieces), [p for p in pieces if p], final
+
+
 def test_streaming_redacts_pieces_and_ends_with_the_answer(services) -> None:
     reply = "Employees receive 25 days of paid annual leave per year [1]. Mail hr@acme.example now."
     services.register_generator("transformers", RecordingGenerator(reply))
-    events = list(
-        services.pipeline().stream("How many days of annual leave?", generator="transformers")
-    )
-    pieces, final = events[:-1], events[-1]
-    assert isinstance(final, Answer) and len(pieces) >= 2
-    assert "hr@acme.example" not in "".join(pieces)
+    streamed, pieces, final = _streamed(services, "How many days of annual leave?")
+    assert len(pieces) >= 2
+    assert "hr@acme.example" not in streamed
     assert final.flags.redacted and "hr@acme.example" not in final.answer
+    assert streamed == final.answer
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # Leaked template tokens and an invented next turn, cut by the template cleanup.
+        "<|im_start|>assistant\nEmployees receive 25 days of paid annual leave [1]."
+        "<|im_end|>\n<|im_start|>user\nAnd sick leave?",
+        # Unsupported: the citation check replaces it by the extractive answer.
+        "Bananas are yellow [1]. Apples are red [2].",
+        # The same sentence twice, then a marker to a source that does not exist.
+        "Employees receive 25 days of paid annual leave [1]. "
+        "Employees receive 25 days of paid annual leave [1]. Leave is paid [9].",
+    ],
+    ids=["template-tokens", "fallback", "repeats-and-bad-marker"],
+)
+def test_streamed_text_is_the_final_answer(services, reply: str) -> None:
+    services.register_generator("transformers", RecordingGenerator(reply))
+    question = "How many days of annual leave do employees get?"
+    streamed, _pieces, final = _streamed(services, question)
+    assert streamed == final.answer
+    assert "<|" not in streamed and "[9]" not in streamed
+    asked = services.pipeline().ask(question, generator="transformers")
+    assert asked.answer == final.answer and asked.flags == final.flags
+
+
+def test_closing_the_stream_stops_the_generator(services) -> None:
+    reply = " ".join(["Employees receive 25 days of paid annual leave [1]."] * 20)
+    fake = RecordingGenerator(reply)
+    services.register_generator("transformers", fake)
+    events = services.pipeline().stream("How many days of annual leave?", generator="transformers")
+    assert next(events) == ""  # one generated token; no text before the rules have run
+    events.close()
+    assert fake.closed_early
 
 
 def test_follow_up_uses_the_history(services) -> None:

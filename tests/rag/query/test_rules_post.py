@@ -14,7 +14,6 @@ from rag.query.rules_post import (
     RepetitionRule,
     TemplateCleanupRule,
     build_answer_rules,
-    cited_numbers,
     find_loop,
     luhn_valid,
     redact_text,
@@ -52,15 +51,6 @@ class RecordingFallback:
 
 def draft(text: str, sources: tuple[Hit, ...] = EN_SOURCES, question: str = "q?") -> AnswerDraft:
     return AnswerDraft(text=text, sources=sources, question=question)
-
-
-# --- cited_numbers ---------------------------------------------------------------------
-
-
-def test_cited_numbers() -> None:
-    text = "A [2]. B [1, 3]. C [2][4] 【5】 [6-8] [1，9] in 2023 [2023]."
-    assert cited_numbers(text) == [2, 1, 3, 4, 5, 6, 7, 8, 9]
-    assert cited_numbers("no citations here") == []
 
 
 # --- TemplateCleanupRule ---------------------------------------------------------------
