@@ -1,4 +1,4 @@
-"""Uploads become ingest jobs, processed one at a time by a background thread.
+"""Uploads become ingest jobs, processed by a background thread through the bulk ingest path.
 
 An upload is validated (size, type, emptiness) before anything is queued; its
 bytes are kept under ``data_dir/uploads/<job_id>`` (never under the client's
@@ -24,11 +24,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import select
 
-from ingest.service import IngestOutcome, IngestProgress, IngestService, display_name
+from ingest.service import IngestOutcome, IngestProgress, IngestService, Upload, display_name
 from rag.db.models import Document, DocumentStatus, IngestJob, JobStatus, new_id
 from rag.errors import (
     Conflict,
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 # How often an idle worker looks for a due index checkpoint.
 _IDLE_CHECK_S = 1.0
 
+# Most queued uploads taken into one bulk ingest (they share embedding batches).
+_GROUP_FILES = 64
+
 INTERRUPTED = "interrupted"
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -61,6 +64,39 @@ class UploadedFile:
 
     filename: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What processing needs of one queued job's row."""
+
+    id: str
+    collection: str
+    filename: str
+    document_id: str | None
+    upload_path: Path
+    has_upload: bool
+    replace: bool | None
+
+
+class _JobUploads(Sequence[Upload]):
+    """Jobs as ingest items, each read from disk (and marked running) when reached."""
+
+    def __init__(self, worker: IngestWorker, jobs: Sequence[_Job]) -> None:
+        self._worker = worker
+        self._jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    @overload
+    def __getitem__(self, index: int) -> Upload: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Upload]: ...
+    def __getitem__(self, index: int | slice) -> Upload | Sequence[Upload]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._worker._upload(self._jobs[index])
 
 
 def job_to_dict(job: IngestJob) -> dict[str, Any]:
@@ -196,15 +232,34 @@ class IngestWorker:
                     continue
                 if job_id is None:
                     return
+                batch, stop = self._drain(job_id)
                 try:
-                    self._process(job_id)
+                    self._process(batch)
                 except Exception:  # noqa: BLE001 - the worker must survive any one job
-                    log.exception("ingest job crashed job_id=%s", job_id)
-                    self._finish(job_id, None, "internal error while ingesting", "internal_error")
+                    log.exception("ingest jobs crashed job_ids=%s", batch)
+                    for crashed in batch:
+                        self._finish_if_active(
+                            crashed, None, "internal error while ingesting", "internal_error"
+                        )
                 finally:
                     with self._state:
                         self._current_collection = None
                         self._state.notify_all()
+                if stop:
+                    return
+
+    def _drain(self, first: str) -> tuple[list[str], bool]:
+        """``first`` and the jobs queued behind it (up to a group), and whether stop was asked."""
+        batch = [first]
+        while len(batch) < _GROUP_FILES:
+            try:
+                job_id = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job_id is None:
+                return batch, True
+            batch.append(job_id)
+        return batch, False
 
     def _checkpoint(self) -> None:
         """While idle, save index files whose checkpoint is due (the journal covers them)."""
@@ -388,59 +443,104 @@ class IngestWorker:
                 for key, value in fields.items():
                     setattr(job, key, value)
 
-    def _process(self, job_id: str) -> None:
+    def _process(self, job_ids: Sequence[str]) -> None:
+        """Ingest queued jobs through the one bulk path, grouped by collection and options."""
+        groups: dict[tuple[str, bool | None], list[_Job]] = {}
+        for job_id in job_ids:
+            job = self._runnable(job_id)
+            if job is not None:
+                groups.setdefault((job.collection, job.replace), []).append(job)
+        for (collection, replace), jobs in groups.items():
+            with self._state:
+                if collection in self._deleting:
+                    cancelled = True
+                else:
+                    cancelled = False
+                    self._current_collection = collection
+            if cancelled:
+                for job in jobs:
+                    self._finish(
+                        job.id,
+                        job.document_id,
+                        "cancelled: its collection is being deleted",
+                        "cancelled",
+                    )
+                continue
+            try:
+                self.ingest.ingest_many(
+                    _JobUploads(self, jobs),
+                    collection=collection,
+                    replace=replace,
+                    on_outcome=lambda position, outcome, jobs=jobs: self._complete(
+                        jobs[position].id, outcome
+                    ),
+                    group_chunks=self.ingest.progress_chunks,
+                )
+            except RagError as exc:  # e.g. the collection was deleted mid-ingestion
+                for job in jobs:
+                    self._finish_if_active(job.id, job.document_id, exc.message, exc.code)
+            finally:
+                with self._state:
+                    self._current_collection = None
+                    self._state.notify_all()
+
+    def _runnable(self, job_id: str) -> _Job | None:
+        """The job if it can run now; otherwise it is finished with the reason and None."""
         with self.kb.sessions() as session:
-            job = session.get(IngestJob, job_id)
-            if job is None or job.status != JobStatus.QUEUED.value:
-                return
-            filename, collection = job.filename, job.collection
-            doc_id, upload_path = job.document_id, job.upload_path
-            options = dict(job.options or {})
-        with self._state:
-            if collection in self._deleting:
-                cancelled = True
-            else:
-                cancelled = False
-                self._current_collection = collection
-        if cancelled:
-            self._finish(job_id, doc_id, "cancelled: its collection is being deleted", "cancelled")
-            return
-        password = self._passwords.pop(job_id, None)
-        path = Path(upload_path or "")
-        if not upload_path or not path.is_file():
-            self._finish(job_id, doc_id, "the uploaded bytes are gone; upload again", INTERRUPTED)
-            return
+            row = session.get(IngestJob, job_id)
+            if row is None or row.status != JobStatus.QUEUED.value:
+                return None
+            job = _Job(
+                row.id,
+                row.collection,
+                row.filename,
+                row.document_id,
+                Path(row.upload_path or ""),
+                bool(row.upload_path),
+                dict(row.options or {}).get("replace"),
+            )
+        if not job.has_upload or not job.upload_path.is_file():
+            self._finish(
+                job_id, job.document_id, "the uploaded bytes are gone; upload again", INTERRUPTED
+            )
+            return None
         try:
-            self.kb.get_document(doc_id or "")
+            self.kb.get_document(job.document_id or "")
         except DocumentNotFound:
             self._finish(job_id, None, "the document was deleted before ingestion", "cancelled")
-            return
-        self._update(job_id, status=JobStatus.RUNNING.value)
+            return None
+        return job
+
+    def _upload(self, job: _Job) -> Upload:
+        """The job's bytes as an ingest item, its progress going to the job's row.
+
+        Raises:
+            IngestCancelled: The job stopped being queued while its group waited
+                (its collection is being deleted).
+        """
+        with self.kb.sessions.begin() as session:
+            row = session.get(IngestJob, job.id)
+            if row is None or row.status != JobStatus.QUEUED.value or not job.upload_path.is_file():
+                raise IngestCancelled("cancelled: its collection is being deleted")
+            row.status = JobStatus.RUNNING.value
 
         def progress(p: IngestProgress) -> None:
-            if collection in self._deleting:
-                raise IngestCancelled(f"cancelled: collection {collection!r} is being deleted")
+            if job.collection in self._deleting:
+                raise IngestCancelled(f"cancelled: collection {job.collection!r} is being deleted")
             self._update(
-                job_id,
+                job.id,
                 pages_parsed=p.pages_parsed,
                 chunks_total=p.chunks_total,
                 chunks_embedded=p.chunks_embedded,
             )
 
-        try:
-            outcome = self.ingest.ingest_bytes(
-                path.read_bytes(),
-                filename,
-                collection=collection,
-                password=password,
-                replace=options.get("replace"),
-                progress=progress,
-                document_id=doc_id,
-            )
-        except RagError as exc:  # e.g. the document was deleted mid-ingestion
-            self._finish(job_id, doc_id, exc.message, exc.code)
-            return
-        self._complete(job_id, outcome)
+        return Upload(
+            job.filename,
+            job.upload_path.read_bytes(),
+            document_id=job.document_id,
+            password=self._passwords.pop(job.id, None),
+            progress=progress,
+        )
 
     def _complete(self, job_id: str, outcome: IngestOutcome) -> None:
         if outcome.ok:
@@ -458,6 +558,16 @@ class IngestWorker:
             log.info("job succeeded job_id=%s doc_id=%s", job_id, outcome.document_id)
         else:
             self._finish(job_id, outcome.document_id, outcome.error or "", outcome.error_code)
+
+    def _finish_if_active(
+        self, job_id: str, doc_id: str | None, error: str, code: str | None
+    ) -> None:
+        """Fail the job unless it already ended (a group's other jobs may have)."""
+        with self.kb.sessions() as session:
+            job = session.get(IngestJob, job_id)
+            active = job is not None and job.status in _ACTIVE
+        if active:
+            self._finish(job_id, doc_id, error, code)
 
     def _finish(self, job_id: str, doc_id: str | None, error: str, code: str | None) -> None:
         """Mark a job (and its unfinished document) failed and drop its bytes."""

@@ -23,7 +23,14 @@ from ingest.chunking import SentenceChunker
 from ingest.cleaning import clean_pages
 from ingest.parsers import PdfParser, get_parser
 from ingest.sniff import sniff_media_type
-from rag.errors import DocumentNotFound, DuplicateDocument, EmptyDocument, FileTooLarge, RagError
+from rag.errors import (
+    DocumentNotFound,
+    DuplicateDocument,
+    EmptyDocument,
+    FileTooLarge,
+    InvalidInput,
+    RagError,
+)
 from rag.faults import kill_point
 from rag.knowledge_base import KnowledgeBase, file_sha256
 from rag.protocols import Embedder
@@ -98,6 +105,23 @@ class _Piece:
     prep: _Prepared
     start: int
     end: int
+    report: ProgressCallback
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file for :meth:`IngestService.ingest_many`, with what its caller already holds.
+
+    ``document_id`` is a row already made by :meth:`IngestService.begin` (a
+    queued API upload); ``progress`` follows this file alone (pages parsed,
+    chunks embedded), as a job row or a per-file bar does.
+    """
+
+    filename: str
+    data: bytes
+    document_id: str | None = None
+    password: str | None = None
+    progress: ProgressCallback | None = None
 
 
 def _noop(_: IngestProgress) -> None:
@@ -237,21 +261,16 @@ class IngestService:
         Returns:
             The outcome; failures are reported in it, not raised.
         """
-        report = progress or _noop
-        filename = display_name(filename)
-        collection = collection or self.settings.default_collection
-        self.kb.create_collection(collection, exist_ok=True)
-        replace = self.settings.replace_versions if replace is None else replace
-        if document_id is None:
-            try:
-                self.admit(data, filename)
-            except RagError as exc:
-                return _refused(filename, collection, exc)
-            try:
-                document_id = self.begin(data, filename, collection).id
-            except DuplicateDocument as exc:
-                return _existing(exc.existing, collection)  # type: ignore[arg-type]
-        return self._process(data, filename, collection, document_id, password, replace, report)
+        upload = Upload(filename, data, document_id, password, progress)
+        # One file is a bulk load of one: the same pipeline, in progress-sized groups.
+        return self.ingest_many(
+            [upload], collection=collection, replace=replace, group_chunks=self.progress_chunks
+        )[0]
+
+    @property
+    def progress_chunks(self) -> int:
+        """Chunks per embedding call when a file's progress is followed (one forward batch)."""
+        return max(1, min(self.settings.embed_batch_chunks, PROGRESS_CHUNKS))
 
     def begin(
         self,
@@ -283,28 +302,9 @@ class IngestService:
             extra_rows=extra_rows,
         )
 
-    def _process(
-        self,
-        data: bytes,
-        filename: str,
-        collection: str,
-        document_id: str,
-        password: str | None,
-        replace: bool,
-        report: ProgressCallback,
-    ) -> IngestOutcome:
-        """Prepare, embed and commit one file under the shared ingest lock; never raises."""
-        with self.kb.ingest_lock.hold(shared=True):
-            try:
-                prepared = self._prepare(data, filename, document_id, password, report)
-                vectors = self._embed(prepared.chunks, prepared.pages, report)
-                return self._commit(prepared, collection, vectors, replace, report)
-            except Exception as exc:  # noqa: BLE001 - reported in the outcome, never raised
-                return self._failure(document_id, filename, collection, exc)
-
     def ingest_many(
         self,
-        files: Sequence[tuple[str, bytes]],
+        files: Sequence[tuple[str, bytes] | Upload],
         *,
         collection: str | None = None,
         replace: bool | None = None,
@@ -314,22 +314,24 @@ class IngestService:
         group_size: int = 200,
         group_chunks: int | None = None,
     ) -> list[IngestOutcome]:
-        """The ingest path of the CLI, the eval loader and the benchmarks.
+        """The one ingest path: the CLI, REST uploads, the eval loader and the benchmarks.
 
         A pipeline of prepare → embed → commit over groups of files: a group
         closes at ``group_size`` files or ``group_chunks`` chunks, and is
         embedded in a background thread while the main thread commits the
         previous group and prepares the next (torch releases the GIL). Many
-        small files share one embedding batch; a large one is a group of its
-        own. Each document is still committed through the one write path, so
-        each is all-or-nothing.
+        small files share one embedding batch; a large one is cut over
+        several groups. Each document is committed through the one write
+        path the moment its last chunk is embedded, so each is
+        all-or-nothing and searchable as soon as it is ``ready``.
 
         Args:
-            files: (file name, bytes) pairs; read lazily by index, so a
-                sequence that loads each file on access keeps memory flat.
+            files: (file name, bytes) pairs or :class:`Upload` items; read
+                lazily by index, so a sequence that loads each file on
+                access keeps memory flat.
             collection: Target collection (created if missing).
             replace: Replace older versions with the same file name.
-            password: Password tried on encrypted files.
+            password: Password tried on encrypted files (an Upload's own wins).
             progress: Called after each embedded group (chunks so far).
             on_outcome: Called with (position, outcome) as each file finishes.
             group_size: Most files per embedding group.
@@ -358,23 +360,39 @@ class IngestService:
 
         partial: dict[int, list[np.ndarray]] = {}  # vectors of documents split over groups
 
+        def fail(piece: _Piece, exc: Exception) -> None:
+            partial.pop(piece.position, None)
+            outcomes[piece.position] = self._failure(
+                piece.prep.document_id, piece.prep.filename, collection, exc
+            )
+
         def commit(batch: list[_Piece], vectors: np.ndarray) -> None:
             offset = 0
             for piece in batch:
                 size = piece.end - piece.start
-                partial.setdefault(piece.position, []).append(vectors[offset : offset + size])
+                part = vectors[offset : offset + size]
                 offset += size
+                if piece.position in outcomes:
+                    continue  # failed in an earlier group (cancelled, embedding error)
+                try:
+                    piece.report(
+                        IngestProgress(
+                            "embedding", piece.prep.pages, len(piece.prep.chunks), piece.end
+                        )
+                    )
+                except Exception as exc:  # noqa: BLE001 - e.g. cancelled by its caller
+                    fail(piece, exc)
+                    continue
+                partial.setdefault(piece.position, []).append(part)
                 if piece.end < len(piece.prep.chunks):
                     continue  # the rest of this document is in a later group
-                part = np.concatenate(partial.pop(piece.position), axis=0)
+                whole = np.concatenate(partial.pop(piece.position), axis=0)
                 try:
                     outcomes[piece.position] = self._commit(
-                        piece.prep, collection, part, replace, _noop
+                        piece.prep, collection, whole, replace, piece.report
                     )
                 except Exception as exc:  # noqa: BLE001
-                    outcomes[piece.position] = self._failure(
-                        piece.prep.document_id, piece.prep.filename, collection, exc
-                    )
+                    fail(piece, exc)
                 announce()
 
         groups = self._prepared_groups(
@@ -390,15 +408,22 @@ class IngestService:
             # Each group is prepared when the loop reaches it, while the one before embeds.
             for batch in itertools.chain(groups, [[]]):
                 announce()
+                previous: list[_Piece] = []
+                vectors = np.zeros((0, 1), dtype=np.float32)
                 if in_flight is not None:
                     previous, future = in_flight
-                    vectors = future.result()
-                    kill_point("embed.batch")
-                    embedded += len(vectors)
-                    report(IngestProgress("embedding", 0, total_chunks, embedded))
                     in_flight = None
-                else:
-                    previous, vectors = [], np.zeros((0, 1), dtype=np.float32)
+                    try:
+                        vectors = future.result()
+                    except Exception as exc:  # noqa: BLE001 - the group's files fail, not the run
+                        for piece in previous:
+                            if piece.position not in outcomes:
+                                fail(piece, exc)
+                        previous = []
+                    else:
+                        kill_point("embed.batch")
+                        embedded += len(vectors)
+                        report(IngestProgress("embedding", 0, total_chunks, embedded))
                 if batch:
                     texts = [c.text for p in batch for c in p.prep.chunks[p.start : p.end]]
                     total_chunks += len(texts)
@@ -409,7 +434,7 @@ class IngestService:
 
     def _prepared_groups(
         self,
-        files: Sequence[tuple[str, bytes]],
+        files: Sequence[tuple[str, bytes] | Upload],
         collection: str,
         outcomes: dict[int, IngestOutcome],
         password: str | None,
@@ -425,13 +450,24 @@ class IngestService:
         group: list[_Piece] = []
         chunks = 0
         for position in range(len(files)):
-            prep = self._prepare_file(files, position, collection, outcomes, password)
+            try:
+                item = files[position]
+            except OSError as exc:
+                unreadable = InvalidInput(f"cannot read the file: {exc.strerror or exc}")
+                outcomes[position] = _refused(f"#{position + 1}", collection, unreadable)
+                continue
+            except RagError as exc:  # e.g. a queued upload cancelled while its group waited
+                outcomes[position] = _refused(f"#{position + 1}", collection, exc)
+                continue
+            upload = item if isinstance(item, Upload) else Upload(item[0], item[1])
+            prep = self._prepare_file(upload, position, collection, outcomes, password)
             if prep is None:
                 continue
+            report = upload.progress or _noop
             start = 0
             while start < len(prep.chunks):
                 end = min(len(prep.chunks), start + group_chunks - chunks)
-                group.append(_Piece(position, prep, start, end))
+                group.append(_Piece(position, prep, start, end, report))
                 chunks += end - start
                 start = end
                 if len(group) >= group_size or chunks >= group_chunks:
@@ -442,27 +478,35 @@ class IngestService:
 
     def _prepare_file(
         self,
-        files: Sequence[tuple[str, bytes]],
+        upload: Upload,
         position: int,
         collection: str,
         outcomes: dict[int, IngestOutcome],
         password: str | None,
     ) -> _Prepared | None:
         """Check, deduplicate, create the row for, parse and chunk one file of a bulk load."""
-        filename, data = files[position]
-        filename = display_name(filename)
+        filename, data = display_name(upload.filename), upload.data
+        doc_id = upload.document_id
+        if doc_id is None:
+            try:
+                self.admit(data, filename)
+            except RagError as exc:
+                outcomes[position] = _refused(filename, collection, exc)
+                return None
+            try:
+                doc_id = self.begin(data, filename, collection).id
+            except DuplicateDocument as exc:
+                outcomes[position] = _existing(exc.existing, collection)  # type: ignore[arg-type]
+                return None
         try:
-            self.admit(data, filename)
-        except RagError as exc:
-            outcomes[position] = _refused(filename, collection, exc)
-            return None
-        try:
-            doc_id = self.begin(data, filename, collection).id
-        except DuplicateDocument as exc:
-            outcomes[position] = _existing(exc.existing, collection)  # type: ignore[arg-type]
-            return None
-        try:
-            return self._prepare(data, filename, doc_id, password, _noop, fresh=True)
+            return self._prepare(
+                data,
+                filename,
+                doc_id,
+                upload.password or password,
+                upload.progress or _noop,
+                fresh=upload.document_id is None,
+            )
         except Exception as exc:  # noqa: BLE001
             outcomes[position] = self._failure(doc_id, filename, collection, exc)
             return None
@@ -566,18 +610,3 @@ class IngestService:
             error=message,
             error_code=code,
         )
-
-    def _embed(self, chunks: Sequence[Chunk], pages: int, report: ProgressCallback) -> np.ndarray:
-        if not chunks:
-            return np.zeros((0, 1), dtype=np.float32)
-        # Progress is reported per embedding call, so a call is at most
-        # PROGRESS_CHUNKS chunks: one forward batch of the default embedder
-        # (batch_size 32), so smaller calls cost no throughput.
-        step = max(1, min(self.settings.embed_batch_chunks, PROGRESS_CHUNKS))
-        parts = []
-        for start in range(0, len(chunks), step):
-            texts = [c.text for c in chunks[start : start + step]]
-            parts.append(self.embedder.embed_documents(texts))
-            report(IngestProgress("embedding", pages, len(chunks), start + len(texts)))
-            kill_point("embed.batch")
-        return np.concatenate(parts, axis=0)
