@@ -317,9 +317,9 @@ def get_access(request: Request) -> CallerAccess:
 Access = Annotated[CallerAccess, Depends(get_access)]
 
 
-def require_admin(request: Request) -> None:
+def require_admin(access: Access) -> None:
     """FastAPI dependency: the route needs an unrestricted key (403 for tenant keys)."""
-    get_access(request).require_admin()
+    access.require_admin()
 
 
 ADMIN_ONLY = [Depends(require_admin)]

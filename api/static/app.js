@@ -184,11 +184,13 @@
       reportError(err);
       return;
     }
+    // Only the collections this API key may use; its default is the server's word too.
     state.collections = (data && data.collections) || [];
+    const fallback = (data && data.default_collection) || DEFAULT_COLLECTION;
     const names = state.collections.map((c) => c.name);
-    if (!names.length) names.push(DEFAULT_COLLECTION);
+    if (!names.length) names.push(fallback);
     const wanted = prefer || state.collection || safeStorageGet(COLLECTION_STORAGE);
-    const chosen = names.includes(wanted) ? wanted : names.includes(DEFAULT_COLLECTION) ? DEFAULT_COLLECTION : names[0];
+    const chosen = names.includes(wanted) ? wanted : names.includes(fallback) ? fallback : names[0];
     const select = $("collection-select");
     clear(select);
     for (const name of names) {
