@@ -1,8 +1,9 @@
 """Decide what a file is from its bytes, using the name only as a hint.
 
 Uploads are often misnamed (a PDF saved as ``.txt``, a screenshot renamed to
-``.pdf``), so magic bytes win over the suffix; the suffix only separates
-Markdown from plain text and breaks ties for HTML.
+``.pdf``, a workbook saved as ``.zip``), so magic bytes and archive members
+win over the suffix; the suffix only separates Markdown from plain text and
+breaks ties for HTML and CSV.
 """
 
 from __future__ import annotations
@@ -21,11 +22,26 @@ PDF = "application/pdf"
 TEXT = "text/plain"
 MARKDOWN = "text/markdown"
 HTML = "text/html"
-SUPPORTED_MEDIA_TYPES = (PDF, TEXT, MARKDOWN, HTML)
+CSV = "text/csv"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ODT = "application/vnd.oasis.opendocument.text"
+EPUB = "application/epub+zip"
+SUPPORTED_MEDIA_TYPES = (PDF, TEXT, MARKDOWN, HTML, CSV, DOCX, PPTX, XLSX, ODT, EPUB)
+SUPPORTED_FORMATS = (
+    "PDF, Word (.docx), PowerPoint (.pptx), Excel (.xlsx), CSV, EPUB, ODT, HTML, Markdown or text"
+)
 
 _MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
 _HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-_TEXT_SUFFIXES = {".txt", ".text", ".log", ".csv", ".tsv"}
+_TEXT_SUFFIXES = {".txt", ".text", ".log"}
+_CSV_SUFFIXES = {".csv", ".tsv"}
+_CSV_DELIMITERS = (",", "\t", ";", "|")
+# Content alone makes a file CSV when this share of its first lines (and at
+# least _CSV_MIN_LINES of them) split into the same number (>= 2) of fields.
+_CSV_CONSISTENT_SHARE = 0.8
+_CSV_MIN_LINES = 5
 
 # PDF readers accept junk before the header, and so do we (within 1 KiB).
 _PDF_HEADER_WINDOW = 1024
@@ -88,16 +104,19 @@ _OLE_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 _ODF_ENCRYPTION = b"encryption-data"
 # A manifest larger than this is not a real one; never inflate more.
 _MANIFEST_LIMIT = 1024 * 1024
-_PASSWORD_HINT = (
-    "passwords are only supported for PDFs: open it, remove the password "
-    "(save an unprotected copy) and upload that"
+_PASSWORD_HINT = "pass the password with --password or the 'password' form field"
+_ODF_PASSWORD_HINT = (
+    "password-protected OpenDocument files cannot be decrypted here: open it, save an "
+    "unprotected copy and upload that"
 )
 
 
-def encrypted_office(kind: str, filename: str | None) -> EncryptedDocument:
+def encrypted_office(
+    kind: str, filename: str | None, hint: str = _PASSWORD_HINT
+) -> EncryptedDocument:
     """The error for a password-protected Office or OpenDocument file."""
     return EncryptedDocument(
-        f"{filename or 'the file'} is an encrypted (password-protected) {kind}; " + _PASSWORD_HINT,
+        f"{filename or 'the file'} is an encrypted (password-protected) {kind}; " + hint,
         details={"filename": filename, "detected": f"encrypted {kind}"},
     )
 
@@ -112,9 +131,9 @@ def corrupt_archive(filename: str | None, reason: str) -> ParseError:
 
 
 def unsupported(kind: str, filename: str | None) -> UnsupportedFileType:
-    """The error for a file that is not PDF, text, Markdown or HTML."""
+    """The error for a file in none of the supported formats."""
     return UnsupportedFileType(
-        f"unsupported file type {kind}: upload PDF, text, Markdown or HTML",
+        f"unsupported file type {kind}: upload {SUPPORTED_FORMATS}",
         details={"filename": filename, "detected": kind},
     )
 
@@ -131,8 +150,15 @@ _ODF_KINDS = {
 }
 
 
+_ZIP_MEDIA_TYPES = {ODT: ODT, EPUB: EPUB}
+
+
 def _zip_kind(data: bytes, filename: str | None) -> str:
-    """Name the ZIP-based format (Office files are ZIP archives) from its member names.
+    """The ZIP-based format (Office files are ZIP archives) from its member names.
+
+    Returns:
+        A supported media type (DOCX, PPTX, XLSX, ODT, EPUB), or the name of an
+        unsupported ZIP-based format.
 
     Raises:
         ParseError: The archive cannot be opened (truncated, no central directory).
@@ -155,35 +181,50 @@ def _zip_kind(data: bytes, filename: str | None) -> str:
     if mimetype in _ODF_KINDS:
         kind = _ODF_KINDS[mimetype]
         if _ODF_ENCRYPTION in manifest:
-            raise encrypted_office(kind, filename)
-        return kind
+            raise encrypted_office(kind, filename, _ODF_PASSWORD_HINT)
+        return _ZIP_MEDIA_TYPES.get(mimetype, kind)
+    if "META-INF/container.xml" in names and any(n.endswith(".opf") for n in names):
+        return EPUB  # an EPUB without its "mimetype" member (many tools drop it)
     prefixes = {name.split("/", 1)[0] for name in names}
-    if "word" in prefixes:
-        return "Word document (.docx)"
-    if "xl" in prefixes:
-        return "Excel workbook (.xlsx)"
-    if "ppt" in prefixes:
-        return "PowerPoint presentation (.pptx)"
+    if "[Content_Types].xml" in names:
+        for prefix, media_type in (("word", DOCX), ("xl", XLSX), ("ppt", PPTX)):
+            if prefix in prefixes:
+                return media_type
     return "ZIP archive"
 
 
-def _ole_kind(data: bytes, filename: str | None) -> str:
-    """Name an OLE2 file; password-protected .docx/.xlsx/.pptx live in one.
+def is_encrypted_ooxml(data: bytes) -> bool:
+    """True for a password-protected .docx/.xlsx/.pptx (an OLE2 file holding the package)."""
+    return data.startswith(_OLE_MAGIC) and _OLE_ENCRYPTED_PACKAGE in data
+
+
+def _ole_kind(data: bytes, filename: str | None, password: str | None) -> str:
+    """The format of an OLE2 file; password-protected .docx/.xlsx/.pptx live in one.
+
+    With a password the package is decrypted to see what is inside.
 
     Raises:
-        EncryptedDocument: The file is an encrypted Office document.
+        EncryptedDocument: An encrypted Office document and no (right) password.
+        ParseError: The encrypted package is damaged.
     """
-    if _OLE_ENCRYPTED_PACKAGE in data:
+    if not is_encrypted_ooxml(data):
+        return "legacy Office document (.doc/.xls/.ppt)"
+    if not password:
         raise encrypted_office("Office document (Word, Excel or PowerPoint)", filename)
-    return "legacy Office document (.doc/.xls/.ppt)"
+    from ingest.parsers.crypto import decrypt_ooxml
+
+    inner = decrypt_ooxml(data, password, filename)
+    if not inner.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "encrypted legacy Office document (.doc/.xls/.ppt)"
+    return _zip_kind(inner, filename)
 
 
-def _binary_kind(data: bytes, filename: str | None) -> str | None:
-    """A name for a known binary format, or None when no magic bytes match."""
+def _binary_kind(data: bytes, filename: str | None, password: str | None = None) -> str | None:
+    """A supported media type or a name for a known binary format; None when no magic matches."""
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(data, filename)
     if data.startswith(_OLE_MAGIC):
-        return _ole_kind(data, filename)
+        return _ole_kind(data, filename, password)
     if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE", b"AVI "):
         return {b"WEBP": "WebP image", b"WAVE": "WAV audio", b"AVI ": "AVI video"}[data[8:12]]
     if data[4:8] == b"ftyp":
@@ -212,29 +253,35 @@ def _looks_markdown(text: str) -> bool:
     return sum(1 for pattern in _MARKDOWN_FEATURES if pattern.search(text)) >= 2
 
 
-def sniff_media_type(data: bytes, filename: str | None = None) -> str:
+def sniff_media_type(data: bytes, filename: str | None = None, password: str | None = None) -> str:
     """The media type of ``data``: one of :data:`SUPPORTED_MEDIA_TYPES`.
 
     Args:
         data: The file's bytes.
-        filename: The original name, used to tell Markdown from plain text
-            and as a tie-breaker for HTML; never trusted over the content.
+        filename: The original name, used to tell Markdown from plain text,
+            as a tie-breaker for HTML and CSV; never trusted over the content.
+        password: For an encrypted .docx/.xlsx/.pptx: decrypts it to tell
+            which one it is (and to check the password before any work).
 
     Returns:
-        'application/pdf', 'text/plain', 'text/markdown' or 'text/html'.
+        One of :data:`SUPPORTED_MEDIA_TYPES`; for an encrypted Office file,
+        the type of the document inside.
 
     Raises:
         EmptyDocument: ``data`` is empty.
-        UnsupportedFileType: the bytes are an image, archive, Office file or
-            other binary data.
-        EncryptedDocument: a password-protected Office or OpenDocument file.
+        UnsupportedFileType: the bytes are an image, archive, legacy Office
+            file or other binary data.
+        EncryptedDocument: a password-protected Office file and no (right)
+            password, or a password-protected OpenDocument file.
         ParseError: a corrupt or truncated ZIP-based file (e.g. a cut-off .docx).
     """
     if not data:
         raise EmptyDocument("file is empty", details={"filename": filename})
     if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:
         return PDF
-    kind = _binary_kind(data, filename)
+    kind = _binary_kind(data, filename, password)
+    if kind in SUPPORTED_MEDIA_TYPES:
+        return kind
     if kind is not None:
         raise unsupported(kind, filename)
 
@@ -253,8 +300,57 @@ def sniff_media_type(data: bytes, filename: str | None = None) -> str:
         return HTML
     if suffix in _MARKDOWN_SUFFIXES:
         return MARKDOWN
-    if suffix in _TEXT_SUFFIXES:
+    text = _decode_sample(sample)
+    _, csv_lines = csv_delimiter(text)
+    if csv_lines >= 2 and (suffix in _CSV_SUFFIXES or csv_lines >= _CSV_MIN_LINES):
+        return CSV
+    if suffix in _TEXT_SUFFIXES or suffix in _CSV_SUFFIXES:
         return TEXT
-    if _looks_markdown(sample.decode("utf-8", errors="ignore")):
+    if _looks_markdown(text):
         return MARKDOWN
     return TEXT
+
+
+def _decode_sample(sample: bytes) -> str:
+    """The sample as text for the content guesses: UTF-8, else GB18030 (lossy)."""
+    try:
+        return sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 4:  # the sample cut a character in two
+            return sample[: exc.start].decode("utf-8", errors="ignore")
+    return sample.decode("gb18030", errors="ignore")
+
+
+def csv_delimiter(text: str) -> tuple[str, int]:
+    """The delimiter that splits the text's first lines most consistently.
+
+    For each usual delimiter, the rows (quoted fields may span lines) after
+    any preamble (bill exports start with lines of prose) are split, and the
+    rows having the most common field count (>= 2) are counted; a delimiter
+    counts only when at least 80% of those rows agree, which prose that
+    merely holds commas does not.
+
+    Returns:
+        (delimiter, agreeing rows); (",", 0) when none is consistent.
+    """
+    import csv
+    from collections import Counter
+
+    if "\n" in text.rstrip("\n") and not text.endswith("\n"):
+        text = text[: text.rindex("\n") + 1]  # the sample may end mid-line
+    best = (",", 0)
+    for delimiter in _CSV_DELIMITERS:
+        try:
+            rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            widths = [len(row) for row, _ in zip(rows, range(200), strict=False) if any(row)]
+        except csv.Error:
+            continue
+        counts = Counter(width for width in widths if width >= 2)
+        if not counts:
+            continue
+        width, agreeing = counts.most_common(1)[0]
+        first = next(i for i, w in enumerate(widths) if w == width)
+        if agreeing >= 2 and agreeing >= _CSV_CONSISTENT_SHARE * len(widths[first:]):
+            if agreeing > best[1]:
+                best = (delimiter, agreeing)
+    return best

@@ -8,10 +8,29 @@ from __future__ import annotations
 
 import logging
 
+from ingest.parsers.csv import CsvParser
+from ingest.parsers.docx import DocxParser
+from ingest.parsers.epub import EpubParser
 from ingest.parsers.html import HtmlParser
+from ingest.parsers.odt import OdtParser
 from ingest.parsers.pdf import PdfParser
+from ingest.parsers.pptx import PptxParser
 from ingest.parsers.text import MarkdownParser, TextParser
-from ingest.sniff import HTML, MARKDOWN, PDF, TEXT, sniff_media_type, unsupported
+from ingest.parsers.xlsx import XlsxParser
+from ingest.sniff import (
+    CSV,
+    DOCX,
+    EPUB,
+    HTML,
+    MARKDOWN,
+    ODT,
+    PDF,
+    PPTX,
+    TEXT,
+    XLSX,
+    sniff_media_type,
+    unsupported,
+)
 from rag.errors import FileTooLarge, InvalidInput
 from rag.protocols import Parser
 from rag.types import ParsedDocument
@@ -19,10 +38,16 @@ from rag.types import ParsedDocument
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CsvParser",
+    "DocxParser",
+    "EpubParser",
     "HtmlParser",
     "MarkdownParser",
+    "OdtParser",
     "PdfParser",
+    "PptxParser",
     "TextParser",
+    "XlsxParser",
     "get_parser",
     "parse_bytes",
 ]
@@ -33,6 +58,12 @@ _PARSERS: dict[str, type[Parser]] = {
     TEXT: TextParser,
     MARKDOWN: MarkdownParser,
     HTML: HtmlParser,
+    CSV: CsvParser,
+    DOCX: DocxParser,
+    PPTX: PptxParser,
+    XLSX: XlsxParser,
+    ODT: OdtParser,
+    EPUB: EpubParser,
 }
 
 
@@ -60,7 +91,7 @@ def parse_bytes(
     Args:
         data: The file's bytes.
         filename: The original name (a hint for Markdown vs text; in messages).
-        password: The PDF open password, if the user gave one.
+        password: The open password of an encrypted PDF or Office file, if given.
         max_bytes: Reject larger files; None for no limit.
 
     Returns:
@@ -69,7 +100,7 @@ def parse_bytes(
     Raises:
         FileTooLarge: ``data`` is longer than ``max_bytes``.
         EmptyDocument: the file is empty or has no extractable text.
-        UnsupportedFileType: the bytes are not PDF, text, Markdown or HTML.
+        UnsupportedFileType: the bytes are in none of the supported formats.
         EncryptedDocument: a password is needed or wrong.
         ParseError: the file is damaged.
     """
@@ -82,7 +113,7 @@ def parse_bytes(
                 "split it, or raise the limit with RAG_INGEST__MAX_FILE_MB",
                 details={"filename": filename, "bytes": len(data), "max_bytes": max_bytes},
             )
-    media_type = sniff_media_type(data, filename)
+    media_type = sniff_media_type(data, filename, password)
     document = get_parser(media_type).parse(data, password=password)
     logger.info(
         "parsed filename=%s media_type=%s pages=%d warnings=%d",

@@ -1,14 +1,33 @@
-"""HTML parser: visible text with the block structure kept as blank lines."""
+"""HTML parser: the main content's visible text, block structure kept as blank lines.
+
+Saved web pages wrap an article in navigation, sidebars, share widgets, ads
+and footers. As readability does, boilerplate is removed before the text is
+taken: landmark elements (``<nav>``, ``<header>``, ``<footer>``, ``<aside>``,
+``<form>`` and their ARIA roles), elements whose class or id names
+boilerplate (``sidebar``, ``share``, ``comment``, ``breadcrumb``, ...), and
+blocks made mostly of link text (menus, lists of related links). None of
+these rules removes the element holding the page's first ``<h1>`` or a large
+share of its text, so an oddly named wrapper cannot take the article with it.
+
+The charset is taken from the bytes before the page's declaration: bytes that
+are valid UTF-8 and not plain ASCII are UTF-8 whatever ``<meta charset>``
+says (pages re-saved by editors keep their old declaration), and a declared
+charset that fails to decode them is ignored.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from ingest.parsers.text import decode_text
-from ingest.sniff import HTML
+from ingest.sniff import BOMS, HTML
 from rag.errors import EmptyDocument
 from rag.types import Page, ParsedDocument
+
+if TYPE_CHECKING:  # BeautifulSoup is imported when a page is parsed
+    from bs4 import Tag
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +74,43 @@ _CELLS = ("td", "th")
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-]+)", re.IGNORECASE)
 _BLOCK_MARK = "\n\n"
 
+# Landmarks and ARIA roles around, not in, the content.
+_LANDMARKS = frozenset({"header", "footer", "aside", "form", "menu", "dialog"})
+_LANDMARK_ROLES = frozenset(
+    {"navigation", "banner", "contentinfo", "complementary", "search", "menu", "dialog"}
+)
+# Words in class/id names that mark boilerplate (one word of the name, so
+# "shareBtn" and "mw-footer" match but "header-title" does not match "head").
+_BOILERPLATE_WORDS = frozenset(
+    {
+        "nav", "navbar", "navbox", "navigation", "menu", "footer", "sidebar", "comment",
+        "comments", "share", "social", "breadcrumb", "breadcrumbs", "ad", "ads", "advert",
+        "advertisement", "banner", "related", "recommend", "login", "copyright", "toolbar",
+        "popup", "cookie", "subscribe", "catlinks", "editsection", "toc", "sitenotice",
+    }
+)  # fmt: skip
+_NAME_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+# Blocks checked for link density, and the share of link text that makes
+# one a menu (readability uses 0.5 for its candidates; lists of links are
+# well above it, prose citing a few sources well below).
+_LINK_BLOCKS = frozenset({"ul", "ol", "div", "table", "section", "dl", "p", "span", "td"})
+_LINK_DENSITY = 0.6
+# An element with this share of the page's text is content, whatever its name.
+_KEEP_SHARE = 0.3
 
-def _decode_html(data: bytes) -> str:
-    """Decode with the charset the page declares, else detect it like text."""
+
+def decode_html(data: bytes) -> str:
+    """The page's text: BOM, then UTF-8 if the bytes are UTF-8, then the declared charset.
+
+    Valid UTF-8 with non-ASCII bytes is practically never a legacy encoding,
+    so it wins over a declaration; other bytes use the declared charset when
+    it decodes them, else the text detection (UTF-8, GB18030, a guess).
+    """
+    if not any(data.startswith(bom) for bom, _ in BOMS) and not data.isascii():
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     declared = _META_CHARSET.search(data[:4096])
     if declared:
         encoding = declared.group(1).decode("ascii").lower()
@@ -68,18 +121,68 @@ def _decode_html(data: bytes) -> str:
     return decode_text(data).text
 
 
-def html_to_text(markup: str) -> str:
+def _words(name: str) -> list[str]:
+    """Lower-case words of a class or id name (``shareBtn``: share, btn)."""
+    return [word.lower() for word in _NAME_WORD.findall(name)]
+
+
+def _is_boilerplate(tag: Tag) -> bool:
+    if tag.name in _LANDMARKS or (tag.get("role") or "") in _LANDMARK_ROLES:
+        return True
+    names = [*(tag.get("class") or []), str(tag.get("id") or "")]
+    return any(word in _BOILERPLATE_WORDS for name in names for word in _words(str(name)))
+
+
+def _link_dense(tag: Tag, length: int) -> bool:
+    """Mostly link text: a menu or a list of links, not prose that cites some."""
+    if tag.name not in _LINK_BLOCKS or length == 0:
+        return False
+    linked = sum(len(a.get_text(" ", strip=True)) for a in tag.find_all("a"))
+    return linked >= _LINK_DENSITY * length
+
+
+def remove_boilerplate(body: Tag) -> None:
+    """Remove navigation, sidebars, widgets and link lists from ``body`` in place.
+
+    An element holding the first ``<h1>`` or at least _KEEP_SHARE of the
+    text is never removed (only its boilerplate descendants are).
+    """
+    total = len(body.get_text(" ", strip=True)) or 1
+    h1 = body.find("h1")
+    for tag in body.find_all(True):
+        if tag.decomposed or tag.parent is None:
+            continue
+        if not (_is_boilerplate(tag) or tag.name in _LINK_BLOCKS):
+            continue
+        length = len(tag.get_text(" ", strip=True))
+        if length >= _KEEP_SHARE * total or (
+            h1 is not None and (tag is h1 or h1 in tag.descendants)
+        ):
+            continue
+        if _is_boilerplate(tag) or _link_dense(tag, length):
+            tag.decompose()
+
+
+def html_to_text(markup: str, *, main_content: bool = False, title: bool = True) -> str:
     """Visible text of an HTML page: title first, then one paragraph per block.
 
     Scripts, styles, navigation and comments are dropped; whitespace inside a
     block is collapsed as a browser would, except inside ``<pre>``.
+
+    Args:
+        markup: The page.
+        main_content: Also remove boilerplate (see :func:`remove_boilerplate`);
+            for saved web pages, not for book chapters.
+        title: Start with the ``<title>`` (book chapters repeat the book's).
     """
     from bs4 import BeautifulSoup, NavigableString
 
     soup = BeautifulSoup(markup, "html.parser")
-    title = " ".join(soup.title.get_text(" ").split()) if soup.title else ""
+    title_text = " ".join(soup.title.get_text(" ").split()) if soup.title and title else ""
     for element in soup.find_all(_DROPPED):
         element.decompose()
+    if main_content:
+        remove_boilerplate(soup.body or soup)
     for string in soup.find_all(string=True):
         # Comments, the doctype, CDATA and processing instructions are
         # NavigableString subclasses; none of them is visible text.
@@ -97,25 +200,25 @@ def html_to_text(markup: str) -> str:
 
     lines = [line.strip() for line in soup.get_text().split("\n")]
     body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    if title and not body.startswith(title):
-        return f"{title}\n\n{body}".strip()
+    if title_text and not body.startswith(title_text):
+        return f"{title_text}\n\n{body}".strip()
     return body
 
 
 class HtmlParser:
-    """HTML pages: one page holding the visible text."""
+    """HTML pages: one page holding the main content's visible text."""
 
     media_type = HTML
 
     def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
-        """Extract the visible text of ``data``; ``password`` is ignored.
+        """Extract the main content's visible text of ``data``; ``password`` is ignored.
 
         Raises:
             EmptyDocument: the page has no visible text.
         """
         if not data:
             raise EmptyDocument("file is empty")
-        text = html_to_text(_decode_html(data))
+        text = html_to_text(decode_html(data), main_content=True)
         if not text:
             raise EmptyDocument("HTML page has no visible text: upload a page with content")
         logger.debug("parsed media_type=%s chars=%d", self.media_type, len(text))

@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sniff import HTML, MARKDOWN, PDF, TEXT, sniff_media_type
+from ingest.sniff import (
+    CSV,
+    DOCX,
+    HTML,
+    MARKDOWN,
+    ODT,
+    PDF,
+    SUPPORTED_FORMATS,
+    TEXT,
+    XLSX,
+    sniff_media_type,
+)
 from rag.errors import EmptyDocument, EncryptedDocument, ParseError, UnsupportedFileType
 from tests.conftest import shared_path
 
@@ -20,9 +31,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
 def test_png_named_pdf_is_unsupported() -> None:
     with pytest.raises(UnsupportedFileType) as info:
         sniff_media_type(PNG, "report.pdf")
-    assert str(info.value) == (
-        "unsupported file type PNG image: upload PDF, text, Markdown or HTML"
-    )
+    assert str(info.value) == f"unsupported file type PNG image: upload {SUPPORTED_FORMATS}"
     assert info.value.details["filename"] == "report.pdf"
 
 
@@ -52,9 +61,8 @@ def _zip(members: dict[str, str]) -> bytes:
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (_zip({"[Content_Types].xml": "<Types/>", "word/document.xml": "<w/>"}), "Word document"),
         (_zip({"some/file.txt": "hello"}), "ZIP archive"),
-        (_zip({"mimetype": "application/vnd.oasis.opendocument.text"}), "OpenDocument text"),
+        (_zip({"mimetype": "application/vnd.oasis.opendocument.spreadsheet"}), "OpenDocument spr"),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG image"),
         (b"GIF89a\x01\x00", "GIF image"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "legacy Office document"),
@@ -139,10 +147,32 @@ def test_truncated_docx_is_corrupt_not_a_zip_archive() -> None:
     assert not isinstance(info.value, EncryptedDocument)
 
 
-def test_intact_office_files_keep_their_names() -> None:
+def test_office_files_are_recognised_by_their_members_not_their_names() -> None:
     data = shared_path("office", "en_odt_table_fake.odt").read_bytes()
-    with pytest.raises(UnsupportedFileType, match="OpenDocument text"):
-        sniff_media_type(data, "fake.odt")
+    assert sniff_media_type(data, "fake.zip") == ODT
     data = shared_path("office", "en_docx_tables_word_tables.docx").read_bytes()
-    with pytest.raises(UnsupportedFileType, match="Word document"):
-        sniff_media_type(data, "tables.docx")
+    assert sniff_media_type(data, "tables.xlsx") == DOCX
+    word = _zip({"[Content_Types].xml": "<Types/>", "word/document.xml": "<w/>"})
+    assert sniff_media_type(word, None) == DOCX
+
+
+def test_encrypted_office_file_with_its_password_is_the_format_inside() -> None:
+    name = "encrypted_xlsx_testEXCEL_protected_passtika.xlsx"
+    data = shared_path("office", name).read_bytes()
+    assert sniff_media_type(data, name, password="tika") == XLSX
+    with pytest.raises(EncryptedDocument, match="password is wrong"):
+        sniff_media_type(data, name, password="wrong")
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "media_type"),
+    [
+        (b"name,age\nann,3\nbob,4\n", "people.csv", CSV),
+        (b"a\tb\tc\n1\t2\t3\n4\t5\t6\n7\t8\t9\n1\t1\t1\n2\t2\t2\n", None, CSV),
+        ("交易时间,金额\n2023-01-01,5\n2023-01-02,6\n".encode("gbk"), "bill.csv", CSV),
+        (b"Dear Ann, thanks.\nSee you soon, Bob.\nThis line has no comma\n", "note.csv", TEXT),
+        (b"a,b\n1,2\n", "notes.txt", TEXT),
+    ],
+)
+def test_csv_by_consistent_delimiters(data: bytes, filename: str | None, media_type: str) -> None:
+    assert sniff_media_type(data, filename) == media_type

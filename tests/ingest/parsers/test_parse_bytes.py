@@ -39,7 +39,7 @@ def test_get_parser_returns_a_parser_for_each_supported_type(
 
 
 def test_get_parser_rejects_other_types() -> None:
-    with pytest.raises(UnsupportedFileType, match="upload PDF, text, Markdown or HTML"):
+    with pytest.raises(UnsupportedFileType, match="upload PDF, Word"):
         get_parser("image/png")
 
 

@@ -1,0 +1,157 @@
+"""PowerPoint (.pptx) parser built on python-pptx: one page per slide.
+
+A slide's page holds its title (as a heading), the text of every text frame,
+tables as Markdown (a merged cell's text once), the shapes inside groups,
+chart titles, picture alt text and, last, the speaker notes: in decks the
+notes often say what the bullets only hint at.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from ingest.parsers.blocks import heading
+from ingest.parsers.crypto import office_package
+from ingest.parsers.tables import markdown_table
+from ingest.sniff import PPTX, corrupt_archive
+from rag.errors import EmptyDocument, ParseError
+from rag.types import Page, ParsedDocument
+
+if TYPE_CHECKING:  # python-pptx is imported when a .pptx is parsed
+    from pptx.presentation import Presentation
+    from pptx.shapes.base import BaseShape
+    from pptx.slide import Slide
+    from pptx.table import Table
+
+logger = logging.getLogger(__name__)
+
+
+def _alt_text(shape: BaseShape) -> str:
+    """The shape's description (alt text), '' when it has none."""
+    properties = shape._element.find(".//{*}cNvPr")
+    descr = properties.get("descr", "") if properties is not None else ""
+    return " ".join(descr.split())
+
+
+def _text_frame(shape: BaseShape) -> str:
+    """The paragraphs of a shape's text frame, list levels as indented bullets."""
+    lines = []
+    for paragraph in shape.text_frame.paragraphs:  # type: ignore[attr-defined]
+        text = " ".join(paragraph.text.split())
+        if text:
+            lines.append("  " * paragraph.level + text if paragraph.level else text)
+    return "\n".join(lines)
+
+
+def _table(table: Table) -> str:
+    """A slide table as Markdown; cells covered by a merge are empty."""
+    grid = [
+        ["" if cell.is_spanned else " ".join(cell.text.split()) for cell in row.cells]
+        for row in table.rows
+    ]
+    grid = [row for row in grid if any(row)]
+    return markdown_table(grid[0], grid[1:]) if grid else ""
+
+
+def _chart(shape: BaseShape) -> str:
+    """A chart's title, series names and categories (the data are not text)."""
+    chart = shape.chart  # type: ignore[attr-defined]
+    parts = []
+    if chart.has_title and chart.chart_title.has_text_frame:
+        parts.append(" ".join(chart.chart_title.text_frame.text.split()))
+    try:
+        plot = chart.plots[0]
+        categories = [str(c) for c in plot.categories if str(c).strip()]
+        series = [s.name for s in plot.series if s.name]
+    except (IndexError, KeyError, ValueError):  # a chart without plots
+        categories, series = [], []
+    if series:
+        parts.append("Series: " + ", ".join(series))
+    if categories:
+        parts.append("Categories: " + ", ".join(categories))
+    return "\n".join(part for part in parts if part)
+
+
+def shape_texts(shapes: Iterable[BaseShape], title_id: int | None) -> Iterator[str]:
+    """Texts of the shapes in order, descending into groups; the title is skipped."""
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    for shape in shapes:
+        if title_id is not None and shape.shape_id == title_id:
+            continue
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+            yield from shape_texts(shape.shapes, title_id)  # type: ignore[attr-defined]
+            continue
+        if getattr(shape, "has_table", False):
+            yield _table(shape.table)  # type: ignore[attr-defined]
+        elif getattr(shape, "has_chart", False):
+            yield _chart(shape)
+        elif getattr(shape, "has_text_frame", False):
+            yield _text_frame(shape)
+        alt = _alt_text(shape)
+        if alt and shape.shape_type == MSO_SHAPE_TYPE.PICTURE:
+            yield f"[image: {alt}]"
+
+
+def slide_text(slide: Slide) -> str:
+    """One slide as text: title heading, shapes, then the speaker notes."""
+    title = slide.shapes.title
+    parts = []
+    if title is not None and title.has_text_frame and title.text_frame.text.strip():
+        parts.append(heading(1, title.text_frame.text))
+    parts.extend(shape_texts(slide.shapes, title.shape_id if title is not None else None))
+    if slide.has_notes_slide:
+        notes = slide.notes_slide.notes_text_frame
+        text = notes.text.strip() if notes is not None else ""
+        if text:
+            parts.append("Notes:\n" + text)
+    return "\n\n".join(part for part in parts if part.strip())
+
+
+class PptxParser:
+    """PowerPoint presentations (.pptx), encrypted ones with their password."""
+
+    media_type = PPTX
+
+    def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
+        """One page per slide, numbered as in the deck (empty slides keep their number).
+
+        Raises:
+            EncryptedDocument: encrypted and no (right) password.
+            ParseError: not a readable .pptx.
+            EmptyDocument: no slide holds text.
+        """
+        if not data:
+            raise EmptyDocument("file is empty")
+        presentation = _open(office_package(data, password))
+        pages = tuple(
+            Page(number, slide_text(slide))
+            for number, slide in enumerate(presentation.slides, start=1)
+        )
+        if not any(page.text for page in pages):
+            raise EmptyDocument(
+                f"the presentation's {len(pages)} slides hold no text (images only?): "
+                "upload a deck with text"
+            )
+        logger.debug("parsed media_type=%s slides=%d", self.media_type, len(pages))
+        return ParsedDocument(media_type=self.media_type, pages=pages)
+
+
+def _open(package: bytes) -> Presentation:
+    import zipfile
+
+    from pptx import Presentation as open_presentation
+    from pptx.exc import PackageNotFoundError
+
+    try:
+        return open_presentation(io.BytesIO(package))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+        raise corrupt_archive(None, str(exc) or type(exc).__name__) from exc
+    except Exception as exc:  # lxml and python-pptx raise many types on damaged XML
+        raise ParseError(
+            f"could not read the presentation ({type(exc).__name__}: {exc}): it is damaged; "
+            "open and re-save it, or upload an intact copy"
+        ) from exc
