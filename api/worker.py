@@ -344,7 +344,7 @@ class IngestWorker:
         files = [UploadedFile(display_name(f.filename), f.data) for f in files]
         for upload in files:
             try:
-                self.ingest.admit(upload.data, upload.filename)
+                self.ingest.admit(upload.data, upload.filename, password)
             except RagError as exc:
                 log.info("upload refused filename=%s code=%s", upload.filename, exc.code)
                 raise

@@ -215,15 +215,18 @@ class IngestService:
                 details={"size_bytes": size, "limit_bytes": self.max_bytes},
             )
 
-    def admit(self, data: bytes, filename: str) -> str:
+    def admit(self, data: bytes, filename: str, password: str | None = None) -> str:
         """The door: check size and type; returns the sniffed media type.
+
+        ``password`` lets an encrypted Office file in (checked here, so a wrong
+        one is refused at once).
 
         Raises:
             FileTooLarge, EmptyDocument, UnsupportedFileType, EncryptedDocument,
             ParseError: The file is refused (nothing is stored for it).
         """
         self.check_size(len(data), filename)
-        return sniff_media_type(data, filename)
+        return sniff_media_type(data, filename, password)
 
     def ingest_path(self, path: Path, **kwargs: object) -> IngestOutcome:
         """Ingest a file from disk (see :meth:`ingest_bytes`)."""
@@ -489,7 +492,7 @@ class IngestService:
         doc_id = upload.document_id
         if doc_id is None:
             try:
-                self.admit(data, filename)
+                self.admit(data, filename, upload.password or password)
             except RagError as exc:
                 outcomes[position] = _refused(filename, collection, exc)
                 return None
@@ -524,7 +527,7 @@ class IngestService:
         """Parse, clean and chunk (no store is touched but the document's status)."""
         if not fresh:  # a queued upload: say it is being worked on
             self.kb.update_document(document_id, status="processing")
-        media_type = sniff_media_type(data, filename)
+        media_type = sniff_media_type(data, filename, password)
         report(IngestProgress("parsing"))
         parser = get_parser(media_type)
         if isinstance(parser, PdfParser):  # the one format read page by page
