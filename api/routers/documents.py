@@ -93,7 +93,8 @@ async def upload_documents(
         ),
     ] = None,
     password: Annotated[
-        str | None, Form(description="Password of encrypted PDFs (empty: none).")
+        str | None,
+        Form(description="Password of encrypted PDF or Office files (empty: none)."),
     ] = None,
     replace: Annotated[
         FormBool,
