@@ -90,10 +90,10 @@ def split_blocks(rows: Sequence[Sequence[str]]) -> list[list[Row]]:
 def split_preamble(rows: Sequence[Sequence[str]]) -> tuple[list[str], Row, list[Row]]:
     """Find the header row: lines above it are a preamble, rows below are data.
 
-    The header is the first row with at least two filled cells and at least
-    60% of the widest row's filled cells, whose cells are not all numbers. A
-    following row that is sparser, has an empty first cell and no numbers is
-    a second header line (a grouped header such as "Results" over
+    The header is the first row with at least two filled cells, at least 60%
+    of the widest row's filled cells and of the next row's, whose cells are
+    not all numbers. A following row with an empty first cell and no numbers
+    is a second header line (a grouped header such as "Results" over
     "Accuracy" and "Time"): it is merged into the header, the upper line's
     labels carried right over the empty cells of the group.
 
@@ -107,7 +107,10 @@ def split_preamble(rows: Sequence[Sequence[str]]) -> tuple[list[str], Row, list[
         (
             i
             for i, row in enumerate(rows)
-            if _filled(row) >= needed and not all(_is_numeric(c) for c in row if c.strip())
+            if _filled(row) >= needed
+            and not all(_is_numeric(c) for c in row if c.strip())
+            # a title line over a much fuller row is a preamble, not the header
+            and (i + 1 == len(rows) or _filled(row) >= _HEADER_FILL * _filled(rows[i + 1]))
         ),
         None,
     )
@@ -137,7 +140,6 @@ def _is_sub_header(header: Sequence[str], row: Sequence[str]) -> bool:
     filled = [cell for cell in row if cell.strip()]
     return (
         bool(filled)
-        and len(filled) < _filled(header)
         and not (row[0].strip() if row else "")
         and not any(_is_numeric(cell) for cell in filled)
     )
