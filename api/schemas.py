@@ -247,6 +247,32 @@ class JobRef(BaseModel):
 
 
 class UploadAccepted(BaseModel):
+    ocr_confidence: float | None = Field(
+        None, description="OCR confidence (0-1) when the chunk's text was read by OCR."
+    )
+
+
+class PageView(BaseModel):
+    """One page of a document as the viewer shows it, with the cited text marked."""
+
+    document_id: str
+    filename: str
+    media_type: str
+    page: int = Field(description="The page, from 1.")
+    page_count: int
+    text: str = Field(description="The page's indexed text (rebuilt from its chunks).")
+    highlight_start: int | None = Field(
+        None, description="Start of the cited chunk in text (with chunk_id), else null."
+    )
+    highlight_end: int | None = Field(None, description="End of the cited chunk in text.")
+    image_url: str | None = Field(
+        None, description="The page rendered as PNG (PDF only), else null."
+    )
+    boxes: list[list[float]] = Field(
+        default_factory=list,
+        description="Where the cited text lies on the image: [left, top, right, bottom] as "
+        "fractions of the page, one box per line (empty for scans and other formats).",
+    )
     """The jobs created by an upload."""
 
     jobs: list[JobRef]

@@ -5,6 +5,11 @@ passage; a sentence is cut only when it alone exceeds the chunk size (first at
 clause punctuation, then at token boundaries). Consecutive chunks share a few
 trailing sentences so a fact stated across a boundary is still found whole.
 
+Markdown tables (as the PDF and office parsers write them) are chunked
+apart from the prose around them: a table gets chunks of its own, cut only
+between rows, and every chunk after its first starts with a copy of the
+table's header, so each chunk still says what its columns are.
+
 Sizes are counted with the embedder's own tokenizer: a chunk longer than the
 model's input window would be silently truncated when embedded. Token counts
 are computed in batched calls (one for all sentences, one to verify the
@@ -15,6 +20,8 @@ well under a second.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.errors import InvalidInput
@@ -25,6 +32,47 @@ from rag.types import Chunk, CleanText
 logger = logging.getLogger(__name__)
 
 MIN_CHUNK_TOKENS = 16
+# The line just above a table this short is its caption ("Table 7-2: credit lines,
+# in 10k yuan"): it joins the table's header, so every chunk of the table says
+# what the table is, and no chunk holds the caption alone.
+CAPTION_TOKENS = 40
+
+# A Markdown table: a row line, a delimiter line ("|---|:---:|"), then row lines.
+_MARKDOWN_TABLE = re.compile(
+    r"^\|[^\n]*\|[ \t]*\n\|(?:[ \t]*:?-+:?[ \t]*\|)+[ \t]*(?:\n\|[^\n]*\|[ \t]*)*$",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class TableSpan:
+    """A Markdown table in a text: header and delimiter ``[start, body)``, rows ``[body, end)``."""
+
+    start: int
+    body: int
+    end: int
+
+
+def markdown_tables(text: str) -> list[TableSpan]:
+    """The Markdown tables of ``text`` (each at least a header and a delimiter line), in order."""
+    spans = []
+    for match in _MARKDOWN_TABLE.finditer(text):
+        first_break = text.index("\n", match.start())
+        second_break = text.find("\n", first_break + 1, match.end())
+        body = match.end() if second_break == -1 else second_break + 1
+        spans.append(TableSpan(match.start(), body, match.end()))
+    return spans
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A chunk before numbering: ``text`` is ``prefix + clean.text[start:end]``."""
+
+    start: int
+    end: int
+    tokens: int
+    overlap_chars: int
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,7 +104,9 @@ class SentenceChunker:
     exactly, and no chunk has more than ``chunk_tokens`` tokens when its text
     is counted again. A chunk keeps the whitespace that follows its last
     sentence and never starts with whitespace (except at the very start of
-    the text).
+    the text). A chunk that continues a Markdown table starts with the
+    table's header and delimiter lines, which its ``overlap_chars`` count
+    (``text[overlap_chars:] == clean.text[char_start:char_end]``).
     """
 
     def __init__(
@@ -89,41 +139,145 @@ class SentenceChunker:
         text = clean.text
         if not text.strip():
             return []
-        units = self._units(text)
-        chunks: list[Chunk] = []
-        previous_end = 0
-        for ordinal, (plan, tokens) in enumerate(self._verified_plans(text, units)):
-            start, end = units[plan.first].start, units[plan.end - 1].end
-            body = text[start:end]
-            last_char = start + max(len(body.rstrip()), 1) - 1
+        pieces: list[_Piece] = []
+        for start, end, table in self._with_captions(text, _segments(text)):
+            if table is None:
+                pieces += self._prose_pieces(text, start, end)
+            else:
+                pieces += self._table_pieces(text, table, end)
+        chunks = []
+        for ordinal, piece in enumerate(pieces):
+            body = text[piece.start : piece.end]
+            last_char = piece.start + max(len(body.rstrip()), 1) - 1
             chunks.append(
                 Chunk(
                     ordinal=ordinal,
-                    text=body,
-                    char_start=start,
-                    char_end=end,
-                    page_start=clean.page_at(start),
+                    text=piece.prefix + body,
+                    char_start=piece.start,
+                    char_end=piece.end,
+                    page_start=clean.page_at(piece.start),
                     page_end=clean.page_at(last_char),
-                    token_count=tokens,
-                    overlap_chars=max(previous_end - start, 0),
+                    token_count=piece.tokens,
+                    overlap_chars=piece.overlap_chars,
                 )
             )
-            previous_end = end
         logger.debug(
-            "chunked chars=%d units=%d chunks=%d chunk_tokens=%d overlap_tokens=%d",
+            "chunked chars=%d chunks=%d chunk_tokens=%d overlap_tokens=%d",
             len(text),
-            len(units),
             len(chunks),
             self.chunk_tokens,
             self.overlap_tokens,
         )
         return chunks
 
+    def _with_captions(
+        self, text: str, segments: list[tuple[int, int, TableSpan | None]]
+    ) -> list[tuple[int, int, TableSpan | None]]:
+        """Segments with each table's caption line moved from the prose into its header."""
+        result: list[tuple[int, int, TableSpan | None]] = []
+        for start, end, table in segments:
+            previous = result[-1] if result else None
+            if table is not None and previous is not None and previous[2] is None:
+                prose_start = previous[0]
+                stop = len(text[prose_start:start].rstrip()) + prose_start
+                line = text.rfind("\n", prose_start, stop) + 1 or prose_start
+                row_end = text.find("\n", table.body, table.end)
+                first_row = text[table.body : table.end if row_end < 0 else row_end]
+                tokens, header_tokens, row_tokens = self.token_counter.count_tokens(
+                    [text[line:stop], text[table.start : table.body], first_row]
+                )
+                # Only a caption that fits a chunk with the header and a row joins them.
+                fits = tokens + header_tokens + row_tokens <= self.chunk_tokens
+                if 0 < tokens <= CAPTION_TOKENS and fits:
+                    result.pop()
+                    if text[prose_start:line].strip():
+                        result.append((prose_start, line, None))
+                    else:
+                        line = prose_start
+                    start, table = line, TableSpan(line, table.body, table.end)
+            result.append((start, end, table))
+        return result
+
+    def _prose_pieces(self, text: str, start: int, end: int) -> list[_Piece]:
+        """Sentence-packed chunks of ``text[start:end]`` (no tables in it)."""
+        units = self._units(text, start, end)
+        pieces: list[_Piece] = []
+        previous_end = start
+        for plan, tokens in self._verified_plans(text, units):
+            first, last = units[plan.first].start, units[plan.end - 1].end
+            pieces.append(_Piece(first, last, tokens, max(previous_end - first, 0)))
+            previous_end = last
+        return pieces
+
+    def _table_pieces(self, text: str, table: TableSpan, end: int) -> list[_Piece]:
+        """Chunks of one Markdown table, cut between rows, the header repeated.
+
+        ``end`` is where the table's segment ends (the whitespace after the
+        table belongs to its last chunk). A row that does not fit a chunk with
+        the header goes without it; one that does not fit a chunk even alone
+        is cut at clauses and tokens, as an over-long sentence is.
+        """
+        header = text[table.start : table.body]
+        bare = header[header.find("|") if header.startswith("|") else header.find("\n|") + 1 :]
+        rows = _line_spans(text, table.body, end)
+        if not any(text[a:b].strip() for a, b in rows):  # a header alone: as prose
+            return self._prose_pieces(text, table.start, end)
+        header_tokens, *row_tokens = self.token_counter.count_tokens(
+            [header] + [text[a:b] for a, b in rows]
+        )
+        repeat = header_tokens < self.chunk_tokens
+        # Continuing chunks repeat the caption and header, else the header alone, else nothing.
+        prefixes = list(dict.fromkeys([header, bare, ""])) if repeat else [""]
+        pieces: list[_Piece] = []
+        position = 0
+        while position < len(rows):
+            first = position == 0
+            start = table.start if first else rows[position][0]
+            used = header_tokens if first or repeat else 0
+            stop = position
+            while stop < len(rows) and (
+                stop == position or used + row_tokens[stop] <= self.chunk_tokens
+            ):
+                used += row_tokens[stop]
+                stop += 1
+            piece = self._fitted(text, start, rows, position, stop, [""] if first else prefixes)
+            if piece is None:  # one row too long even without the header
+                if first and (header_tokens + row_tokens[0]) > self.chunk_tokens:
+                    pieces += self._prose_pieces(text, table.start, table.body)
+                pieces += self._prose_pieces(text, rows[position][0], rows[position][1])
+                position += 1
+                continue
+            pieces.append(piece)
+            position = next(i for i, (_, b) in enumerate(rows) if b == piece.end) + 1
+        return pieces
+
+    def _fitted(
+        self,
+        text: str,
+        start: int,
+        rows: list[tuple[int, int]],
+        position: int,
+        stop: int,
+        prefixes: Sequence[str],
+    ) -> _Piece | None:
+        """The longest chunk of rows ``position:stop`` (or fewer) that fits, counted exactly.
+
+        The first prefix is tried with every row count, the shorter ones
+        only for a single row; None when even one row alone is too long.
+        """
+        for rank, prefix in enumerate(prefixes):
+            for last in range(stop if rank == 0 else position + 1, position, -1):
+                body = text[start : rows[last - 1][1]]
+                (tokens,) = self.token_counter.count_tokens([prefix + body])
+                if tokens <= self.chunk_tokens:
+                    return _Piece(start, rows[last - 1][1], tokens, len(prefix), prefix)
+        return None
+
     # -- units -----------------------------------------------------------------
 
-    def _units(self, text: str) -> list[_Unit]:
-        """Sentences of ``text`` that each fit a chunk, tiling the text."""
-        spans = split_sentences(text)
+    def _units(self, text: str, start: int, end: int) -> list[_Unit]:
+        """Sentences of ``text[start:end]`` that each fit a chunk, tiling that span."""
+        spans = [(start + a, start + b) for a, b in split_sentences(text[start:end])]
         counts = self.token_counter.count_tokens([text[a:b] for a, b in spans])
         units = [_Unit(a, b, n) for (a, b), n in zip(spans, counts, strict=True)]
         if any(unit.tokens > self.chunk_tokens for unit in units):
@@ -312,3 +466,47 @@ def _merge_empty(text: str, units: list[_Unit]) -> list[_Unit]:
     if pending_start is not None:  # only token-less text: keep it as one unit
         merged.append(_Unit(pending_start, units[-1].end, 0, pending_exact))
     return merged
+
+
+def _segments(text: str) -> list[tuple[int, int, TableSpan | None]]:
+    """``text`` cut into prose and table segments that tile it, in order.
+
+    A table's segment takes the whitespace after it, so every segment but the
+    first starts with text; a segment of whitespace alone joins the one before.
+    """
+    segments: list[tuple[int, int, TableSpan | None]] = []
+    position = 0
+    for table in markdown_tables(text):
+        if text[position : table.start].strip():
+            segments.append((position, table.start, None))
+        elif segments:
+            start, _, previous = segments.pop()
+            segments.append((start, table.start, previous))
+        else:
+            table = TableSpan(position, table.body, table.end)
+        end = table.end
+        while end < len(text) and text[end].isspace():
+            end += 1
+        segments.append((table.start, end, table))
+        position = end
+    if position < len(text):
+        if text[position:].strip() or not segments:
+            segments.append((position, len(text), None))
+        else:
+            start, _, previous = segments.pop()
+            segments.append((start, len(text), previous))
+    return segments
+
+
+def _line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Lines of ``text[start:end]`` with their line breaks; the last takes what is left."""
+    spans = []
+    position = start
+    while position < end:
+        newline = text.find("\n", position, end)
+        stop = end if newline == -1 else newline + 1
+        spans.append((position, stop))
+        position = stop
+    if len(spans) > 1 and not text[spans[-1][0] : spans[-1][1]].strip():
+        spans[-2:] = [(spans[-2][0], spans[-1][1])]  # trailing whitespace joins the last row
+    return spans

@@ -64,6 +64,9 @@ _BLOCK_START = re.compile(
     r")"
 )
 _HYPHEN_END = re.compile(r"[A-Za-z0-9]-$")
+# A Markdown table row ("| a | b |", from a parser's table): kept on its own
+# line and never taken for a running header, so the table stays a table.
+_TABLE_ROW = re.compile(r"^\|.*\|$")
 # Chinese text uses the curly quotes as its own punctuation; a quote next to
 # a CJK character belongs to the CJK text for spacing and line joining.
 _QUOTES = "[“”‘’]*"
@@ -149,7 +152,8 @@ def _drop_edges(lines: list[str], repeated: set[str]) -> list[str]:
     drop = {
         i
         for i in head + tail
-        if is_page_number(lines[i]) or _is_repeated(_line_key(lines[i]), repeated)
+        if not _TABLE_ROW.match(lines[i])
+        and (is_page_number(lines[i]) or _is_repeated(_line_key(lines[i]), repeated))
     }
     return [line for i, line in enumerate(lines) if i not in drop]
 
@@ -161,6 +165,8 @@ def _join(previous: str, line: str) -> str:
     ("exam-" + "ple") and is removed by the caller; one followed by anything
     else belongs to the word ("Soekarno-" + "Hatta") and stays, unspaced.
     """
+    if _TABLE_ROW.match(previous) or _TABLE_ROW.match(line):
+        return "\n"
     if _HYPHEN_END.search(previous):
         return ""
     if (_KEEP_BREAK_AFTER.search(previous) and not ends_with_abbreviation(previous)) or (

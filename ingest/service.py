@@ -21,6 +21,7 @@ import numpy as np
 
 from ingest.chunking import SentenceChunker
 from ingest.cleaning import clean_pages
+from ingest.ocr import OcrEngine, build_ocr_engine
 from ingest.parsers import PdfParser, get_parser
 from ingest.sniff import sniff_media_type
 from rag.errors import (
@@ -36,7 +37,7 @@ from rag.knowledge_base import KnowledgeBase, file_sha256
 from rag.protocols import Embedder
 from rag.records import DocumentInfo
 from rag.settings import IngestSettings
-from rag.types import Chunk
+from rag.types import Chunk, CleanText
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,33 @@ def _noop(_: IngestProgress) -> None:
     return None
 
 
+def _page_breaks(clean: CleanText, chunk: Chunk) -> tuple[tuple[int, int], ...]:
+    """Pages that begin inside ``chunk``, at offsets into its text.
+
+    A chunk that repeats a table's header holds more text than its span of
+    the clean text; offsets are shifted past that header.
+    """
+    shift = len(chunk.text) - (chunk.char_end - chunk.char_start)
+    return tuple(
+        (offset + shift, number)
+        for offset, number in clean.page_breaks(chunk.char_start, chunk.char_end)
+    )
+
+
+def _ocr_confidence(by_page: dict[int, float | None], chunk: Chunk) -> float | None:
+    """The lowest OCR confidence of the pages a chunk spans; None when none was OCR'd.
+
+    Confidence is known per page, not per line once the text is cleaned, so
+    a chunk is as sure as its least sure page.
+    """
+    found = [
+        value
+        for number in range(chunk.page_start, chunk.page_end + 1)
+        if (value := by_page.get(number)) is not None
+    ]
+    return min(found) if found else None
+
+
 # Bidirectional overrides and isolates make "evil\u202etxt.pdf" display as "evilfdp.txt".
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -188,6 +216,7 @@ class IngestService:
         self.embedder = embedder
         self.settings = settings
         self._chunker: SentenceChunker | None = None
+        self._ocr: OcrEngine | None = None
 
     @property
     def chunker(self) -> SentenceChunker:
@@ -200,6 +229,13 @@ class IngestService:
                 self.embedder.token_counter, chunk_tokens=size, overlap_tokens=overlap
             )
         return self._chunker
+
+    @property
+    def ocr(self) -> OcrEngine | None:
+        """The OCR engine for scanned PDF pages; None when OCR is off (models load on first use)."""
+        if self._ocr is None:
+            self._ocr = build_ocr_engine(self.settings)
+        return self._ocr
 
     @property
     def max_bytes(self) -> int:
@@ -530,7 +566,8 @@ class IngestService:
         media_type = sniff_media_type(data, filename, password)
         report(IngestProgress("parsing"))
         parser = get_parser(media_type)
-        if isinstance(parser, PdfParser):  # the one format read page by page
+        if isinstance(parser, PdfParser):  # the one format read page by page (OCR included)
+            parser = PdfParser(ocr=self.ocr, tables=self.settings.pdf_tables)
 
             def page_done(parsed_pages: int, _: int) -> None:
                 report(IngestProgress("parsing", pages_parsed=parsed_pages))
@@ -542,8 +579,13 @@ class IngestService:
             log.debug("parse warning doc_id=%s %s", document_id, warning)
         report(IngestProgress("chunking", pages_parsed=parsed.page_count))
         clean = clean_pages(parsed.pages)
+        confidence = {page.number: page.ocr_confidence for page in parsed.pages}
         chunks = [
-            replace(chunk, page_breaks=clean.page_breaks(chunk.char_start, chunk.char_end))
+            replace(
+                chunk,
+                page_breaks=_page_breaks(clean, chunk),
+                ocr_confidence=_ocr_confidence(confidence, chunk),
+            )
             for chunk in (self.chunker.chunk(clean) if clean.text.strip() else [])
         ]
         if not chunks:

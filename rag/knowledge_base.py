@@ -175,6 +175,7 @@ class KnowledgeBase:
         self.data_dir = settings.data_dir
         self.files_dir = self.data_dir / "files"
         self.index_dir = self.data_dir / "indexes"
+        ocr_confidence=row.ocr_confidence,
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.resolved_database_url)
@@ -684,6 +685,7 @@ class KnowledgeBase:
         with self.sessions() as session:
             by_name = dict(session.execute(select(Collection.name, Collection.id)).all())
         if not names:
+                    ocr_confidence=chunk.ocr_confidence,
             return sorted(by_name.values())
         missing = [n for n in names if n not in by_name]
         if missing:

@@ -67,6 +67,7 @@ class ChunkInfo:
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
+    ocr_confidence: float | None = None
         data = asdict(self)
         data["page_breaks"] = [list(b) for b in self.page_breaks]
         return data

@@ -47,6 +47,19 @@ class IngestSettings(BaseModel):
     embed_batch_chunks: int = Field(
         256, ge=1, description="Chunks embedded per step (progress granularity; memory bound)."
     )
+    ocr: bool = Field(
+        True,
+        description="OCR PDF pages without a text layer (scans) or with a garbled one, with "
+        "RapidOCR (PP-OCRv4, Chinese + English); off: such PDFs fail with the reason.",
+    )
+    ocr_threads: int = Field(
+        0, ge=0, description="ONNX Runtime threads per OCR model (0 = all cores)."
+    )
+    pdf_tables: bool = Field(
+        True,
+        description="Find ruled tables in PDF pages (pdfplumber) and index them as Markdown "
+        "tables in chunks of their own, header repeated.",
+    )
 
 
 class EmbeddingSettings(BaseModel):

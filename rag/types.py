@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Page:
-    """Text of one page as a parser returned it (1-based page number)."""
+    """Text of one page as a parser returned it (1-based page number).
+
+    ``ocr_confidence`` is set when the text was read by OCR: the engine's
+    mean confidence over the page's characters, 0 to 1.
+    """
 
     number: int
     text: str
+    ocr_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,11 @@ class CleanText:
 class Chunk:
     """A piece of a document's cleaned text, ready to embed and index.
 
-    ``text == clean.text[char_start:char_end]``; ``overlap_chars`` is how many
-    leading characters repeat the end of the previous chunk.
+    ``text[overlap_chars:] == clean.text[char_start:char_end]``; the first
+    ``overlap_chars`` characters repeat the end of the previous chunk, or, in
+    a chunk that continues a Markdown table, that table's header lines.
+    ``ocr_confidence`` is set when the text was read by OCR (the least
+    confident of its pages, 0 to 1).
     """
 
     ordinal: int
@@ -78,6 +86,7 @@ class Chunk:
     token_count: int
     overlap_chars: int = 0
     page_breaks: tuple[tuple[int, int], ...] = ()
+    ocr_confidence: float | None = None
 
 
 @dataclass(frozen=True)

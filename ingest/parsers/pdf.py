@@ -1,8 +1,16 @@
-"""PDF parser built on pypdf: text page by page, with 1-based page numbers.
+"""PDF parser: text page by page with 1-based page numbers, tables, and OCR.
 
-pypdf is lenient (``strict=False``) so slightly damaged files still yield
-their text; what it complains about goes to this module's log at DEBUG level
-instead of the user's terminal.
+- Text comes from pypdf, which is lenient (``strict=False``) so slightly
+  damaged files still yield their text; what it complains about goes to this
+  module's log at DEBUG level instead of the user's terminal.
+- Tables: a page that draws enough ruling lines to hold one is read again by
+  pdfplumber; each table it finds becomes a Markdown table (the chunker keeps
+  it in chunks of its own, header repeated) and the rest of the page flows as
+  text around it (``ingest/parsers/pdf_tables.py``).
+- OCR: a page without a text layer (a scan), or whose text is garbage from a
+  broken font map (``ingest/garbled.py``), is rendered by pypdfium2 and read by
+  the OCR engine (``ingest/ocr.py``); the page keeps its number and records the
+  OCR confidence. Without an engine such pages fail with a clear reason.
 """
 
 from __future__ import annotations
@@ -15,12 +23,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ingest.garbled import judge_text
 from ingest.sniff import PDF
 from rag.errors import EmptyDocument, EncryptedDocument, ParseError
 from rag.types import Page, ParsedDocument
 
 if TYPE_CHECKING:  # pypdf is imported when a PDF is parsed, not at import time
     from pypdf import PdfReader
+
+    from ingest.ocr import OcrEngine
+    from ingest.parsers.pdf_tables import PageTables
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +52,21 @@ _PASSWORD_WRONG = (
     "(user) password with --password or the 'password' form field"
 )
 _NO_TEXT = (
-    "no extractable text; OCR is not supported: the PDF holds only images (a scan?). "
-    "Run OCR on it first (e.g. ocrmypdf) and upload the result"
+    "no extractable text and OCR is off: the PDF holds only images (a scan?). Turn OCR "
+    "on (RAG_INGEST__OCR=true) or run OCR on it first (e.g. ocrmypdf) and upload the result"
 )
+_NO_OCR_TEXT = (
+    "no extractable text: the PDF holds only images and OCR found no text on any of its "
+    "pages; check that the scan is legible (not blank, not a photo without text)"
+)
+_GARBLED = (
+    "the text layer of page(s) {pages} is garbage ({reason}) and OCR is off: turn OCR on "
+    "(RAG_INGEST__OCR=true) to read those pages from their image, or re-export the PDF "
+    "with its fonts embedded"
+)
+# Pages whose text layer has fewer visible characters than this are treated as
+# having none: scans often carry a stray page number or a scanner's stamp.
+MIN_TEXT_LAYER_CHARS = 3
 
 
 class _PypdfToDebug(logging.Handler):
@@ -81,17 +105,24 @@ def _quiet_warnings() -> Iterator[None]:
 
 
 class PdfParser:
-    """PDF files via pypdf.
+    """PDF files via pypdf, with pdfplumber for tables and an OCR engine for scans.
 
     Every page of the file appears in the result, in order and numbered from
     1; a page without text (or whose extraction failed) has empty text, so
     ``page_count`` is the PDF's page count and citations keep true numbers.
+
+    Args:
+        ocr: Reads pages that have no text layer or a garbled one; None turns
+            OCR off (such pages then make the document fail with the reason).
+        tables: Detect ruled tables with pdfplumber and emit them as Markdown.
     """
 
     media_type = PDF
 
-    def __init__(self) -> None:
+    def __init__(self, ocr: OcrEngine | None = None, *, tables: bool = True) -> None:
         route_pypdf_logging()
+        self.ocr = ocr
+        self.tables = tables
 
     def parse(
         self,
@@ -105,13 +136,15 @@ class PdfParser:
         Args:
             data: The PDF's bytes.
             password: The open (user) password, tried after the empty one.
-            on_page: Called with (pages parsed, page count) after each page, so a
-                long PDF reports progress while it is read.
+            on_page: Called with (pages parsed, page count) after each page
+                (OCR included), so a long PDF reports progress while it is read.
 
         Raises:
-            EmptyDocument: the file is empty, or no page has text (image-only).
+            EmptyDocument: the file is empty, or no page has text (image-only
+                and OCR off or finding nothing).
             EncryptedDocument: encrypted and no password, or a wrong one.
-            ParseError: the file is too damaged to read.
+            ParseError: the file is too damaged to read, or a page's text layer
+                is garbage and OCR is off.
         """
         if not data:
             raise EmptyDocument("file is empty")
@@ -119,17 +152,97 @@ class PdfParser:
         with _quiet_warnings():
             reader = self._open(data, problems)
             self._decrypt(reader, password)
-            pages = self._extract(reader, problems, on_page)
+            raw = self._extract(reader, problems)
+            pages = self._complete(data, password, reader, raw, problems, on_page)
         if not any(page.text.strip() for page in pages):
-            failures = [problem for problem in problems if problem.startswith("page ")]
+            failures = [problem for problem in problems if _is_page_failure(problem)]
             if failures:
                 raise ParseError(
                     f"could not extract text from any of the {len(pages)} pages "
                     f"({failures[0]}): the PDF is damaged; re-export or re-download it"
                 )
-            raise EmptyDocument(_NO_TEXT, details={"pages": len(pages)})
+            message = _NO_TEXT if self.ocr is None else _NO_OCR_TEXT
+            raise EmptyDocument(message, details={"pages": len(pages)})
         logger.debug("parsed media_type=%s pages=%d skipped=%d", PDF, len(pages), len(problems))
         return ParsedDocument(media_type=PDF, pages=tuple(pages), warnings=tuple(problems))
+
+    def _complete(
+        self,
+        data: bytes,
+        password: str | None,
+        reader: PdfReader,
+        raw: list[str | None],
+        problems: list[str],
+        on_page: Callable[[int, int], None] | None,
+    ) -> list[Page]:
+        """Pages from the text layer, with tables re-read and scans or garbage OCR'd.
+
+        ``raw[i]`` is page i+1's text layer, or None when it has none.
+        """
+        count = len(raw)
+        garbled: dict[int, str] = {}
+        for index, text in enumerate(raw):
+            if text is not None:
+                verdict = judge_text(text)
+                if verdict.garbled:
+                    garbled[index] = verdict.reason
+        if garbled and self.ocr is None:
+            numbers = ", ".join(str(i + 1) for i in sorted(garbled)[:10])
+            raise ParseError(
+                _GARBLED.format(pages=numbers, reason=next(iter(garbled.values()))),
+                details={"pages": [i + 1 for i in sorted(garbled)]},
+            )
+        needs_ocr = {i for i, text in enumerate(raw) if text is None} | set(garbled)
+        pdfium_doc = None
+        if self.tables or (needs_ocr and self.ocr is not None):
+            pdfium_doc = _open_pdfium(data, password, problems)
+        tables: PageTables | None = None
+        if self.tables and pdfium_doc is not None:
+            from ingest.parsers.pdf_tables import PageTables
+
+            tables = PageTables(data, password, reader, pdfium_doc)
+        pages: list[Page] = []
+        try:
+            for index, text in enumerate(raw):
+                number = index + 1
+                if index in needs_ocr and self.ocr is not None and pdfium_doc is not None:
+                    page = self._ocr_page(pdfium_doc, index, garbled.get(index), problems)
+                elif index in garbled:
+                    page = Page(number=number, text="")
+                else:
+                    page = Page(number=number, text=text or "")
+                    if tables is not None and page.text.strip():
+                        page = tables.page_with_tables(index, page, problems)
+                pages.append(page)
+                if on_page is not None:
+                    on_page(number, count)
+        finally:
+            if tables is not None:
+                tables.close()
+            if pdfium_doc is not None:
+                pdfium_doc.close()
+        return pages
+
+    def _ocr_page(
+        self, pdfium_doc: object, index: int, garbled: str | None, problems: list[str]
+    ) -> Page:
+        """Page ``index`` read by OCR from its rendered image."""
+        from ingest.ocr import render_pdf_page
+
+        assert self.ocr is not None
+        number = index + 1
+        try:
+            result = self.ocr.read(render_pdf_page(pdfium_doc, index))
+        except Exception as exc:  # one unreadable page must not lose the rest
+            problems.append(f"page {number}: OCR failed ({type(exc).__name__}: {exc})")
+            logger.warning("pdf page=%d ocr failed: %s", number, exc)
+            return Page(number=number, text="")
+        if garbled is not None:
+            problems.append(f"page {number}: text layer garbled ({garbled}); read by OCR")
+        logger.debug(
+            "pdf page=%d ocr lines=%d confidence=%s", number, len(result.lines), result.confidence
+        )
+        return Page(number=number, text=result.text, ocr_confidence=result.confidence)
 
     @staticmethod
     def _open(data: bytes, problems: list[str]) -> PdfReader:
@@ -194,12 +307,12 @@ class PdfParser:
             ) from exc
 
     @staticmethod
-    def _extract(
-        reader: PdfReader,
-        problems: list[str],
-        on_page: Callable[[int, int], None] | None = None,
-    ) -> list[Page]:
-        """Text of every page; a page that fails becomes empty plus a warning."""
+    def _extract(reader: PdfReader, problems: list[str]) -> list[str | None]:
+        """Text layer of every page: None for a page without one (a scan).
+
+        A page whose extraction fails counts as having no text layer, so OCR
+        can still read it; a warning says what failed.
+        """
         try:
             count = len(reader.pages)
         except Exception as exc:
@@ -207,7 +320,7 @@ class PdfParser:
                 f"could not read the PDF's page tree ({type(exc).__name__}: {exc}): the file "
                 "is corrupt or truncated; re-export or re-download it"
             ) from exc
-        pages: list[Page] = []
+        texts: list[str | None] = []
         for index in range(count):
             number = index + 1
             try:
@@ -219,7 +332,34 @@ class PdfParser:
                 )
                 logger.warning("pdf page=%d extraction failed: %s", number, exc)
                 text = ""
-            pages.append(Page(number=number, text=text))
-            if on_page is not None:
-                on_page(number, count)
-        return pages
+            visible = sum(1 for char in text if not char.isspace())
+            texts.append(text if visible >= MIN_TEXT_LAYER_CHARS else None)
+        return texts
+
+
+def _is_page_failure(problem: str) -> bool:
+    """True for a warning that says a page could not be read at all."""
+    return problem.startswith("page ") and (
+        "extraction failed" in problem or "OCR failed" in problem
+    )
+
+
+def _open_pdfium(data: bytes, password: str | None, problems: list[str]) -> object | None:
+    """The PDF opened by pypdfium2 (for rendering and drawing counts), or None if it cannot be.
+
+    pypdf already read the file, so a failure here (a damage pdfium does not
+    forgive) costs only tables and OCR, with a warning.
+    """
+    import pypdfium2
+
+    try:
+        return pypdfium2.PdfDocument(data, password=password or None)
+    except Exception as exc:  # pdfium raises PdfiumError for any damage
+        if password is None:
+            try:
+                return pypdfium2.PdfDocument(data, password="")
+            except Exception:  # noqa: BLE001 - the first error is the one reported
+                pass
+        problems.append(f"pdfium could not open the PDF ({exc}); no table detection or OCR")
+        logger.debug("pdfium open failed: %s", exc)
+        return None

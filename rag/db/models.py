@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -146,6 +147,8 @@ class ChunkRow(Base):
 
     document: Mapped[Document] = relationship(back_populates="chunks")
 
+    # Set when the chunk's text was read by OCR: the least confident page's mean (0-1).
+    ocr_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 class IngestJob(Base):
     """Progress of one file's ingestion (shown by the CLI and ``GET /jobs/{id}``)."""

@@ -102,7 +102,8 @@ def test_encrypted_pdf_fails_without_password_and_works_with_it(client, pdfs_dir
     assert job["chunks_total"] > 0
 
 
-def test_scanned_pdf_job_fails_with_the_ocr_message(client, pdfs_dir: Path):
+def test_scanned_pdf_job_fails_with_the_ocr_message_when_ocr_is_off(make_client, pdfs_dir: Path):
+    client = make_client(ingest={"ocr": False})
     job = ingest(client, pdfs_dir / SCANNED)
     assert job["status"] == "failed"
     assert job["error_code"] == "empty_document"

@@ -156,9 +156,9 @@ def test_corrupted_stream_is_recovered() -> None:
     assert "Namespaces are one honking great idea" in text
 
 
-def test_scanned_image_only_pdf_says_ocr_is_not_supported(pdfs_dir: Path) -> None:
+def test_scanned_image_only_pdf_without_ocr_says_ocr_is_off(pdfs_dir: Path) -> None:
     data = (pdfs_dir / "scanned_image-only_mineru-small-ocr.pdf").read_bytes()
-    with pytest.raises(EmptyDocument, match="no extractable text; OCR is not supported") as info:
+    with pytest.raises(EmptyDocument, match="no extractable text and OCR is off") as info:
         PdfParser().parse(data)
     assert info.value.details == {"pages": 8}
 
