@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from rag.text.normalize import is_cjk
 from rag.text.sentences import split_sentences
 
 # --- citation markers ------------------------------------------------------------------
@@ -24,6 +25,27 @@ LEADING_MARKERS = re.compile(rf"\s*(?:{CITATION_MARKER.pattern}\s*)+")
 _MARKER_WITH_SPACE = re.compile(rf"[ \t]*{CITATION_MARKER.pattern}")
 # A range marker "[a-b]" is expanded only when short; "[1-300]" is not a citation list.
 MAX_RANGE = 20
+
+
+# Final punctuation (and closing quotes/brackets) of a sentence; the marker goes before it
+# so that a sentence splitter keeps "[n]" with the sentence it cites.
+_FINAL_PUNCTUATION = re.compile(r"[。！？；!?;.…:：]+[”’」』)\]）】\"']*$")
+
+
+def cite_sentence(sentence: str, number: int) -> str:
+    """``sentence`` with the marker ``[number]`` before its final punctuation.
+
+    "Paris is large." -> "Paris is large [1]."; "巴黎很大。" -> "巴黎很大[1]。";
+    a sentence without final punctuation gets one ("." or "。").
+    """
+    sentence = sentence.strip()
+    match = _FINAL_PUNCTUATION.search(sentence)
+    body, tail = (sentence[: match.start()], match.group()) if match else (sentence, "")
+    body = body.rstrip()
+    cjk = bool(body) and is_cjk(body[-1])
+    if not tail:
+        tail = "。" if cjk else "."
+    return f"{body}[{number}]{tail}" if cjk else f"{body} [{number}]{tail}"
 
 
 def marker_numbers(body: str) -> list[int]:
@@ -98,7 +120,10 @@ TURN_END = re.compile(
     r"|\n\s*(?:#{1,3}\s*)?(?:User|Human|Question|Instruction)\s*:|\n\s*(?:用户|问题)\s*[:：]",
     re.IGNORECASE,
 )
-_ROLE_PREFIX = re.compile(r"^\s*(?:assistant|AI|answer|答案|回答|助手)\s*[:：]\s*", re.IGNORECASE)
+# A role or an announcement before the answer ("Answer:", "The answer is:", "答案是：").
+_ROLE_PREFIX = re.compile(
+    r"^\s*(?:assistant|AI|answer|the\s+answer\s+is|答案是?|回答|助手)\s*[:：]\s*", re.IGNORECASE
+)
 
 
 def defuse_template_markers(text: str) -> str:

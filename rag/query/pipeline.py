@@ -231,9 +231,12 @@ class AnswerPipeline:
             return _Prepared(sources=sources, flags=flags, final_text=text, **common)  # type: ignore[arg-type]
         gen = self.services.generator(generator_name)
         t0 = time.perf_counter()
+        shown, full = sources, sources
+        if getattr(gen, "prompt_excerpts", False):
+            shown, full = self._excerpts(state.question, sources)
         plan = build_messages(
             state.question,
-            sources,
+            shown,
             tuple(history),
             gen.count_tokens,
             gen.context_length,
@@ -242,11 +245,29 @@ class AnswerPipeline:
         )
         timings["prompt"] = time.perf_counter() - t0
         return _Prepared(
-            sources=plan.used_sources,
+            # The answer rules check and cite the whole chunks behind what the prompt showed.
+            sources=full[: len(plan.used_sources)],
             flags=flags,
             messages=plan.messages,
             **common,  # type: ignore[arg-type]
         )
+
+    def _excerpts(
+        self, question: str, sources: Sequence[Hit]
+    ) -> tuple[tuple[Hit, ...], tuple[Hit, ...]]:
+        """The reader's best sentences as prompt sources, and the chunks they come from.
+
+        A small model answers from a few sentences far better (and reads them
+        several times faster) than from whole chunks. Each source keeps only
+        its sentences among the extractive reader's best; sources are ordered
+        by their best sentence, so ``shown[i]`` is an excerpt of ``full[i]``.
+        """
+        reader = self.services.generator("extractive")
+        picked: dict[int, list[str]] = {}
+        for excerpt in reader.best_sentences(question, sources):
+            picked.setdefault(excerpt.source, []).append(excerpt.text)
+        shown = tuple(replace(sources[n - 1], text=" ".join(texts)) for n, texts in picked.items())
+        return shown, tuple(sources[n - 1] for n in picked)
 
     def _screen(self, hits: Sequence[Hit]) -> tuple[Hit, ...]:
         """Mark retrieved chunks that carry injection phrasing (kept as quoted data)."""

@@ -21,6 +21,7 @@ from rag.errors import InvalidInput
 from rag.query.markup import (
     CITATION_MARKER,
     answer_spans,
+    cite_sentence,
     marker_numbers,
     strip_citation_markers,
     strip_template_tokens,
@@ -224,6 +225,8 @@ class CitationCheckRule:
     * A citation is kept only when at least ``min_overlap`` of the sentence's
       content terms (:func:`rag.text.terms.term_set`, so Chinese works) occur
       in the cited chunk.
+    * A sentence that cites nothing but of whose terms one source holds at
+      least ``attach_overlap`` is cited to that source (the best one).
     * A sentence is supported when it keeps a citation, or cites nothing and
       reaches ``min_overlap`` with some source. If the answer then cites
       nothing, or fewer than ``min_supported_share`` of its sentences are
@@ -239,6 +242,7 @@ class CitationCheckRule:
         fallback: FallbackAnswer,
         min_overlap: float = 0.3,
         min_supported_share: float = 0.5,
+        attach_overlap: float = 0.5,
     ) -> None:
         """Build the rule.
 
@@ -246,6 +250,9 @@ class CitationCheckRule:
             fallback: Extractive answer builder, ``fallback(sources, question)``.
             min_overlap: Share of a sentence's terms the cited chunk must hold.
             min_supported_share: Share of sentences that must be supported.
+            attach_overlap: Share of an uncited sentence's terms a source must hold
+                for the rule to cite that source after it. Higher than
+                ``min_overlap``: adding a citation claims more than keeping one.
 
         Raises:
             InvalidInput: For a share outside [0, 1].
@@ -253,12 +260,14 @@ class CitationCheckRule:
         for label, value in (
             ("min_citation_overlap", min_overlap),
             ("min_supported_share", min_supported_share),
+            ("attach_overlap", attach_overlap),
         ):
             if not 0.0 <= value <= 1.0:
                 raise InvalidInput(f"{label} must be between 0 and 1, got {value}")
         self.fallback = fallback
         self.min_overlap = min_overlap
         self.min_supported_share = min_supported_share
+        self.attach_overlap = attach_overlap
 
     def _use_fallback(self, draft: AnswerDraft, reason: str) -> AnswerDraft:
         text = self.fallback(draft.sources, draft.question).strip()
@@ -283,6 +292,7 @@ class CitationCheckRule:
         pieces: list[str] = []
         removed_invalid: list[int] = []
         removed_unsupported: list[int] = []
+        attached: list[int] = []
         kept_any = False
         counted = supported = 0
         for start, end in answer_spans(text):
@@ -310,7 +320,18 @@ class CitationCheckRule:
                 elif out:
                     out[-1] = out[-1].rstrip(" \t")
             out.append(sentence[position:])
-            pieces.append("".join(out))
+            piece = "".join(out)
+            if not markers and terms and not says_not_found(plain) and draft.sources:
+                # A grounded sentence the model forgot to cite gets the source it quotes.
+                share, number = max(
+                    (term_overlap(terms, terms_of(n)), -n) for n in range(1, len(draft.sources) + 1)
+                )
+                if share >= self.attach_overlap:
+                    space = piece[len(piece.rstrip()) :]
+                    piece = cite_sentence(piece, -number) + space
+                    kept_here.append(-number)
+                    attached.append(-number)
+            pieces.append(piece)
             kept_any = kept_any or bool(kept_here)
             if terms and not says_not_found(plain):
                 counted += 1
@@ -329,6 +350,8 @@ class CitationCheckRule:
             notes.append(f"citations to no source removed: {sorted(set(removed_invalid))}")
         if removed_unsupported:
             notes.append(f"unsupported citations removed: {sorted(set(removed_unsupported))}")
+        if attached:
+            notes.append(f"citations added to uncited sentences: {attached}")
         if not kept_any:
             if says_not_found(checked):
                 flags = replace(draft.flags, not_found=True)

@@ -101,3 +101,38 @@ def test_protocol_methods_point_to_answer() -> None:
         gen.answer("question", [])
     with pytest.raises(InvalidInput, match="max_sentences"):
         ExtractiveGenerator(max_sentences=0)
+
+
+def test_short_answer_comes_first_with_the_same_marker() -> None:
+    sources = [
+        hit("The treaty was signed at the river. Later the duke moved north.", 1),
+        hit("They swore fealty under their leader Rollo in 911 to King Charles III.", 2),
+    ]
+    reader = ExtractiveGenerator(max_sentences=1)
+    assert reader.answer("In what year did they swear fealty?", sources) == (
+        "911 [2]. They swore fealty under their leader Rollo in 911 to King Charles III [2]."
+    )
+    plain = ExtractiveGenerator(max_sentences=1, short_answer=False)
+    assert plain.answer("In what year did they swear fealty?", sources) == (
+        "They swore fealty under their leader Rollo in 911 to King Charles III [2]."
+    )
+
+
+def test_rare_question_terms_outweigh_common_ones() -> None:
+    # "normans" is in every sentence, "treaty" in one: the treaty sentence answers.
+    sources = [
+        hit("The Normans were famous. The Normans built castles. The Normans sailed far.", 1),
+        hit("A treaty gave the Normans their land.", 2),
+    ]
+    best = ExtractiveGenerator(max_sentences=1).best_sentences(
+        "Which treaty did the Normans sign?", sources
+    )
+    assert [(e.source, e.text) for e in best] == [(2, "A treaty gave the Normans their land.")]
+
+
+def test_a_sentence_with_the_asked_kind_of_answer_ranks_first() -> None:
+    sources = [hit("Hervé served as a Byzantine general. Hervé served in the 1050s as general.")]
+    best = ExtractiveGenerator(max_sentences=1).best_sentences(
+        "When did Hervé serve as a general?", sources
+    )
+    assert best[0].text == "Hervé served in the 1050s as general."

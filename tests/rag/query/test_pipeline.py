@@ -86,6 +86,28 @@ def test_injection_in_the_question_is_quoted_or_refused(services, tmp_path: Path
         strict.close()
 
 
+def test_a_generator_that_wants_excerpts_is_shown_the_best_sentences(services) -> None:
+    question = "How many days of annual leave do employees get?"
+    prompts = {}
+    answers = {}
+    for excerpts in (False, True):
+        fake = RecordingGenerator("Employees receive 25 days of paid annual leave [1].")
+        fake.prompt_excerpts = excerpts
+        services.register_generator("transformers", fake)
+        answers[excerpts] = services.pipeline().ask(question, generator="transformers")
+        prompts[excerpts] = fake.messages[-1][-1]["content"]
+    # The prompt holds the reader's sentences instead of whole chunks.
+    assert "25 days" in prompts[True] and len(prompts[True]) < len(prompts[False]) / 2
+    answer = answers[True]
+    assert not answer.flags.fallback_used and answer.answer.startswith("Employees receive 25 days")
+    # The citation still names the whole chunk behind the excerpt.
+    whole = answers[False].citations[0]
+    assert (answer.citations[0].chunk_id, answer.citations[0].snippet) == (
+        whole.chunk_id,
+        whole.snippet,
+    )
+
+
 def test_unsupported_model_answer_falls_back_to_extractive(services) -> None:
     services.register_generator("transformers", RecordingGenerator("Bananas are yellow [1]."))
     answer = services.pipeline().ask(
