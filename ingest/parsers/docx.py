@@ -24,6 +24,7 @@ from rag.errors import EmptyDocument, ParseError
 from rag.types import ParsedDocument
 
 if TYPE_CHECKING:  # python-docx is imported when a .docx is parsed
+    from docx.document import Document as DocxDocument
     from docx.styles.style import BaseStyle
     from docx.table import Table
     from docx.text.paragraph import Paragraph
@@ -48,7 +49,7 @@ def _style_outline_level(style: BaseStyle | None) -> int | None:
             return int(match.group(1))
         if (style.name or "").lower() in _TITLE_LEVELS:
             return _TITLE_LEVELS[(style.name or "").lower()]
-        style = style.base_style
+        style = getattr(style, "base_style", None)  # character styles have none
     return None
 
 
@@ -68,13 +69,14 @@ def heading_level(paragraph: Paragraph) -> int | None:
 def _list_level(paragraph: Paragraph) -> int | None:
     """0-based list level of a numbered or bulleted paragraph, None otherwise."""
     ppr = paragraph._p.pPr
-    num = ppr.numPr if ppr is not None else None
+    num = ppr.find(f"{_W}numPr") if ppr is not None else None
     if num is None:
         style = paragraph.style
         if style is None or not (style.name or "").lower().startswith("list"):
             return None
         return 0
-    return int(num.ilvl.val) if num.ilvl is not None else 0
+    level = num.find(f"{_W}ilvl")
+    return int(level.get(f"{_W}val", "0")) if level is not None else 0
 
 
 def _alt_texts(paragraph: Paragraph) -> list[str]:
@@ -159,10 +161,10 @@ class DocxParser:
         return ParsedDocument(media_type=self.media_type, pages=pages)
 
     @staticmethod
-    def _blocks(document: object) -> Iterator[str]:
+    def _blocks(document: DocxDocument) -> Iterator[str]:
         from docx.table import Table
 
-        for item in document.iter_inner_content():  # type: ignore[attr-defined]
+        for item in document.iter_inner_content():
             if isinstance(item, Table):
                 yield _table_block(item)
                 continue
@@ -173,7 +175,7 @@ class DocxParser:
                 yield PAGE_BREAK
 
 
-def _open(package: bytes) -> object:
+def _open(package: bytes) -> DocxDocument:
     """A python-docx Document; ParseError when the package cannot be read."""
     import zipfile
 

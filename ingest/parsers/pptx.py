@@ -21,10 +21,12 @@ from rag.errors import EmptyDocument, ParseError
 from rag.types import Page, ParsedDocument
 
 if TYPE_CHECKING:  # python-pptx is imported when a .pptx is parsed
+    from pptx.chart.chart import Chart
     from pptx.presentation import Presentation
     from pptx.shapes.base import BaseShape
     from pptx.slide import Slide
     from pptx.table import Table
+    from pptx.text.text import TextFrame
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +38,10 @@ def _alt_text(shape: BaseShape) -> str:
     return " ".join(descr.split())
 
 
-def _text_frame(shape: BaseShape) -> str:
-    """The paragraphs of a shape's text frame, list levels as indented bullets."""
+def _text_frame(frame: TextFrame) -> str:
+    """The paragraphs of a text frame, list levels indented."""
     lines = []
-    for paragraph in shape.text_frame.paragraphs:  # type: ignore[attr-defined]
+    for paragraph in frame.paragraphs:
         text = " ".join(paragraph.text.split())
         if text:
             lines.append("  " * paragraph.level + text if paragraph.level else text)
@@ -56,9 +58,8 @@ def _table(table: Table) -> str:
     return markdown_table(grid[0], grid[1:]) if grid else ""
 
 
-def _chart(shape: BaseShape) -> str:
+def _chart(chart: Chart) -> str:
     """A chart's title, series names and categories (the data are not text)."""
-    chart = shape.chart  # type: ignore[attr-defined]
     parts = []
     if chart.has_title and chart.chart_title.has_text_frame:
         parts.append(" ".join(chart.chart_title.text_frame.text.split()))
@@ -77,22 +78,24 @@ def _chart(shape: BaseShape) -> str:
 
 def shape_texts(shapes: Iterable[BaseShape], title_id: int | None) -> Iterator[str]:
     """Texts of the shapes in order, descending into groups; the title is skipped."""
-    from pptx.enum.shapes import MSO_SHAPE_TYPE
+    from pptx.shapes.autoshape import Shape
+    from pptx.shapes.graphfrm import GraphicFrame
+    from pptx.shapes.group import GroupShape
+    from pptx.shapes.picture import Picture
 
     for shape in shapes:
         if title_id is not None and shape.shape_id == title_id:
             continue
-        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
-            yield from shape_texts(shape.shapes, title_id)  # type: ignore[attr-defined]
-            continue
-        if getattr(shape, "has_table", False):
-            yield _table(shape.table)  # type: ignore[attr-defined]
-        elif getattr(shape, "has_chart", False):
-            yield _chart(shape)
-        elif getattr(shape, "has_text_frame", False):
-            yield _text_frame(shape)
-        alt = _alt_text(shape)
-        if alt and shape.shape_type == MSO_SHAPE_TYPE.PICTURE:
+        if isinstance(shape, GroupShape):
+            yield from shape_texts(shape.shapes, title_id)
+        elif isinstance(shape, GraphicFrame):
+            if shape.has_table:
+                yield _table(shape.table)
+            elif shape.has_chart:
+                yield _chart(shape.chart)
+        elif isinstance(shape, Shape) and shape.has_text_frame:
+            yield _text_frame(shape.text_frame)
+        elif isinstance(shape, Picture) and (alt := _alt_text(shape)):
             yield f"[image: {alt}]"
 
 
