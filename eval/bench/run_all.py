@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from eval.bench.common import ROOT, fmt_s, machine_note
 
 # In the order they run; a missing module is skipped with a note.
-BENCHMARKS = ("bench_indexes", "bench_ingest", "bench_query", "bench_api", "bench_generation")
+BENCHMARKS = (
+    "bench_indexes",
+    "bench_ingest",
+    "bench_ocr",
+    "bench_query",
+    "bench_api",
+    "bench_generation",
+)
 
 # Small configurations for --quick, for benchmarks that have no --quick flag of their own.
 QUICK_ARGS: dict[str, list[str]] = {
