@@ -524,9 +524,16 @@ class IngestWorker:
                 raise IngestCancelled("cancelled: its collection is being deleted")
             row.status = JobStatus.RUNNING.value
 
+        written = (0, 0, 0)  # what the job row shows; a report that changes none is not written
+
         def progress(p: IngestProgress) -> None:
+            nonlocal written
             if job.collection in self._deleting:
                 raise IngestCancelled(f"cancelled: collection {job.collection!r} is being deleted")
+            shown = (p.pages_parsed, p.chunks_total, p.chunks_embedded)
+            if shown == written or p.stage in ("indexing", "done"):
+                return  # one durable transaction fewer; completion writes the final figures
+            written = shown
             self._update(
                 job.id,
                 pages_parsed=p.pages_parsed,
