@@ -26,6 +26,7 @@ BENCHMARKS = (
     "bench_indexes",
     "bench_ingest",
     "bench_ocr",
+    "bench_upload",
     "bench_query",
     "bench_api",
     "bench_generation",
