@@ -22,7 +22,11 @@ from rag.cli.common import (
     services_for,
 )
 
-SUPPORTED_SUFFIXES = {".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".text"}
+# Which files of a folder are picked up; the type itself is sniffed from the bytes.
+SUPPORTED_SUFFIXES = {
+    ".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".xhtml", ".text",
+    ".docx", ".pptx", ".xlsx", ".xlsm", ".csv", ".tsv", ".epub", ".odt",
+}  # fmt: skip
 
 
 def collect_files(paths: list[Path], recursive: bool) -> list[Path]:
@@ -79,7 +83,7 @@ def ingest(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     password: Annotated[
-        str | None, typer.Option("--password", help="Password for encrypted PDFs.")
+        str | None, typer.Option("--password", help="Password for encrypted PDF or Office files.")
     ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace older versions with the same file name.")
