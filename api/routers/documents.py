@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
@@ -20,12 +21,13 @@ from api.schemas import (
     DocumentList,
     DocumentOut,
     ErrorResponse,
+    PageView,
     UploadAccepted,
 )
 from api.worker import UploadedFile
 from ingest.service import display_name
 from ingest.sniff import SUPPORTED_MEDIA_TYPES
-from rag.errors import InvalidInput
+from rag.errors import InvalidInput, ParseError
 
 router = APIRouter(tags=["documents"], responses=ERROR_RESPONSES)
 
@@ -190,6 +192,89 @@ async def document_file(doc_id: str, state: State, access: Access) -> FileRespon
         media_type=doc.media_type or "application/octet-stream",
         filename=display_name(doc.filename),  # rows stored before names were cleaned
     )
+
+
+PageNumber = Annotated[int, FastApiPath(ge=1, le=MAX_SQL_INT, description="Page, from 1.")]
+
+
+@router.get(
+    "/documents/{doc_id}/pages/{page}.png",
+    response_class=Response,
+    responses={200: {"description": "The PDF page as PNG", "content": {"image/png": {}}}},
+)
+async def document_page_image(
+    doc_id: str,
+    page: PageNumber,
+    state: State,
+    access: Access,
+    scale: Annotated[
+        float, Query(ge=0.25, le=4.0, description="Pixels per PDF point (1.5 = 108 dpi).")
+    ] = 1.5,
+) -> Response:
+    """One page of a PDF rendered as PNG (for the viewer); 422 for other formats."""
+    from ingest.page_view import render_page_png, renders_as_image
+
+    kb = state.services.kb
+
+    def render() -> bytes:
+        doc = access.document(kb, doc_id)
+        if not renders_as_image(doc.media_type):
+            raise InvalidInput(
+                f"document {doc_id!r} is {doc.media_type or 'not a PDF'}; only PDF pages "
+                f"render as images: GET /documents/{doc_id}/pages/{page} gives the page's text"
+            )
+        return render_page_png(kb.document_file(doc_id).read_bytes(), page, scale=scale)
+
+    png = await run_in_threadpool(render)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.get("/documents/{doc_id}/pages/{page}", response_model=PageView)
+async def document_page(
+    doc_id: str,
+    page: PageNumber,
+    state: State,
+    access: Access,
+    chunk_id: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_SQL_INT, description="The cited chunk, to be highlighted."),
+    ] = None,
+) -> dict:
+    """A page's text with the cited chunk marked, and for a PDF its image and the chunk's boxes."""
+    from ingest.page_view import highlight_boxes, page_text, renders_as_image, text_on_page
+
+    kb = state.services.kb
+
+    def view() -> dict:
+        doc = access.document(kb, doc_id)
+        if not 1 <= page <= max(doc.pages, 1):
+            raise InvalidInput(f"page must be between 1 and {max(doc.pages, 1)}, got {page}")
+        chunks = kb.document_chunks(doc_id)
+        shown = page_text(chunks, page, chunk_id)
+        image_url, boxes = None, []
+        if renders_as_image(doc.media_type):
+            image_url = f"/documents/{doc_id}/pages/{page}.png"
+            cited = next((text_on_page(c, page) for c in chunks if c.id == chunk_id), None)
+            if cited is not None:
+                try:
+                    data = kb.document_file(doc_id).read_bytes()
+                    boxes = [list(b) for b in highlight_boxes(data, page, cited)]
+                except ParseError:
+                    image_url = None  # encrypted or damaged: the text view still works
+        return {
+            "document_id": doc.id,
+            "filename": doc.filename,
+            "media_type": doc.media_type,
+            "page": page,
+            "page_count": doc.pages,
+            "text": shown.text,
+            "highlight_start": shown.highlight_start,
+            "highlight_end": shown.highlight_end,
+            "image_url": image_url,
+            "boxes": boxes,
+        }
+
+    return await run_in_threadpool(view)
 
 
 @router.delete("/documents/{doc_id}", response_model=DocumentDeleted)

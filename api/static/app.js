@@ -772,12 +772,102 @@
     box.hidden = false;
     document.body.classList.add("citation-open");
     $("citation-close").focus();
+    showPage(cite);
+  }
+
+  /* The cited page in the panel: the PDF page image with the cited lines boxed,
+   * and the page's text with the cited chunk marked (the only view for other
+   * formats and for scans). The image is fetched with the API key, so it is
+   * shown from an object URL. */
+  let pageRequest = 0;
+  let pageObjectUrl = null;
+
+  function resetPageViewer() {
+    pageRequest += 1;
+    if (pageObjectUrl) URL.revokeObjectURL(pageObjectUrl);
+    pageObjectUrl = null;
+    const wrap = $("page-image-wrap");
+    for (const node of Array.from(wrap.querySelectorAll(".page-highlight"))) node.remove();
+    wrap.hidden = true;
+    $("page-image").removeAttribute("src");
+    clear($("page-text"));
+    $("page-text").hidden = true;
+    $("page-viewer").hidden = true;
+    return pageRequest;
+  }
+
+  async function showPage(cite) {
+    const request = resetPageViewer();
+    if (!cite.document_id || !cite.page) return;
+    const viewer = $("page-viewer");
+    viewer.hidden = false;
+    viewer.dataset.page = String(cite.page);
+    $("page-viewer-status").textContent = t("pageLoading", { page: cite.page });
+    const base = `/documents/${encodeURIComponent(cite.document_id)}/pages/${cite.page}`;
+    const query = cite.chunk_id ? `?chunk_id=${encodeURIComponent(cite.chunk_id)}` : "";
+    try {
+      const view = await api(base + query);
+      if (request !== pageRequest) return;
+      $("page-viewer-status").textContent = t("pageShown", { page: view.page, count: view.page_count });
+      renderPageText(view);
+      if (view.image_url) await renderPageImage(view, request);
+    } catch (err) {
+      if (request === pageRequest) $("page-viewer-status").textContent = err.message || String(err);
+    }
+  }
+
+  function renderPageText(view) {
+    const box = $("page-text");
+    clear(box);
+    const text = view.text || "";
+    const start = view.highlight_start;
+    const end = view.highlight_end;
+    if (typeof start === "number" && typeof end === "number" && end > start) {
+      box.append(text.slice(0, start));
+      box.append(el("mark", { class: "page-mark", text: text.slice(start, end) }));
+      box.append(text.slice(end));
+    } else {
+      box.append(text);
+    }
+    box.hidden = !text;
+    const mark = box.querySelector("mark");
+    // Only the image is shown when the cited lines are boxed on it.
+    if (view.image_url && view.boxes && view.boxes.length) box.hidden = true;
+    else if (mark) mark.scrollIntoView({ block: "center" });
+  }
+
+  async function renderPageImage(view, request) {
+    const res = await rawFetch(view.image_url);
+    const blob = await res.blob();
+    if (request !== pageRequest) return;
+    pageObjectUrl = URL.createObjectURL(blob);
+    const img = $("page-image");
+    img.alt = t("pageImageAlt", { page: view.page, name: view.filename });
+    await new Promise((resolve) => {
+      img.onload = resolve;
+      img.onerror = resolve;
+      img.src = pageObjectUrl;
+    });
+    if (request !== pageRequest) return;
+    const wrap = $("page-image-wrap");
+    wrap.hidden = false;
+    for (const [left, top, right, bottom] of view.boxes || []) {
+      const mark = el("div", { class: "page-highlight" });
+      mark.style.left = `${(left * 100).toFixed(3)}%`;
+      mark.style.top = `${(top * 100).toFixed(3)}%`;
+      mark.style.width = `${((right - left) * 100).toFixed(3)}%`;
+      mark.style.height = `${((bottom - top) * 100).toFixed(3)}%`;
+      wrap.append(mark);
+    }
+    const first = wrap.querySelector(".page-highlight");
+    if (first) first.scrollIntoView({ block: "center" });
   }
 
   function closeCitation() {
     const box = $("citation-box");
     if (box.hidden) return;
     box.hidden = true;
+    resetPageViewer();
     document.body.classList.remove("citation-open");
     if (citationOpener && document.contains(citationOpener)) citationOpener.focus();
     citationOpener = null;
