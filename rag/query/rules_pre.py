@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from rag.errors import InvalidInput, QueryRejected
+from rag.query.injection import screen_revealed
 from rag.settings import RulesSettings
 from rag.text.normalize import normalize_text
 from rag.text.terms import tokenize
@@ -202,7 +203,16 @@ def screen_text_for_injection(text: str) -> list[str]:
     """Names of the injection patterns ``text`` matches, in pattern order.
 
     Used on questions and on retrieved chunks; an empty list means clean.
+    Disguised (encoded, spaced, look-alike) and planted instructions are
+    revealed and matched by :func:`rag.query.injection.screen_revealed`.
     """
+    if not text:
+        return []
+    return screen_revealed(text, screen_phrases_for_injection)
+
+
+def screen_phrases_for_injection(text: str) -> list[str]:
+    """Names of the phrase patterns above that ``text`` matches as written."""
     if not text:
         return []
     lowered = text.lower()
