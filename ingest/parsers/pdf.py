@@ -30,6 +30,7 @@ from rag.types import Page, ParsedDocument
 
 if TYPE_CHECKING:  # pypdf is imported when a PDF is parsed, not at import time
     from pypdf import PdfReader
+    from pypdfium2 import PdfDocument
 
     from ingest.ocr import OcrEngine
     from ingest.parsers.pdf_tables import PageTables
@@ -193,7 +194,7 @@ class PdfParser:
                 details={"pages": [i + 1 for i in sorted(garbled)]},
             )
         needs_ocr = {i for i, text in enumerate(raw) if text is None} | set(garbled)
-        pdfium_doc = None
+        pdfium_doc: PdfDocument | None = None
         if self.tables or (needs_ocr and self.ocr is not None):
             pdfium_doc = _open_pdfium(data, password, problems)
         tables: PageTables | None = None
@@ -224,7 +225,7 @@ class PdfParser:
         return pages
 
     def _ocr_page(
-        self, pdfium_doc: object, index: int, garbled: str | None, problems: list[str]
+        self, pdfium_doc: PdfDocument, index: int, garbled: str | None, problems: list[str]
     ) -> Page:
         """Page ``index`` read by OCR from its rendered image."""
         from ingest.ocr import render_pdf_page
@@ -344,7 +345,7 @@ def _is_page_failure(problem: str) -> bool:
     )
 
 
-def _open_pdfium(data: bytes, password: str | None, problems: list[str]) -> object | None:
+def _open_pdfium(data: bytes, password: str | None, problems: list[str]) -> PdfDocument | None:
     """The PDF opened by pypdfium2 (for rendering and drawing counts), or None if it cannot be.
 
     pypdf already read the file, so a failure here (a damage pdfium does not
