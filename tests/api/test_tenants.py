@@ -224,6 +224,19 @@ ROUTE_CASES: dict[tuple[str, str], RouteCase] = {
         "a",
         200,
     ),
+    ("GET", "/documents/{doc_id}/pages/{page}"): RouteCase(
+        (Attempt(lambda w: _get(f"/documents/{w.a_doc}/pages/1"), 404, lambda w: w.a_doc),),
+        lambda w: _get(f"/documents/{w.a_doc}/pages/1"),
+        "a",
+        200,
+    ),
+    # A text document has no page image: the owner's 422 shows the request got past the scope.
+    ("GET", "/documents/{doc_id}/pages/{page}.png"): RouteCase(
+        (Attempt(lambda w: _get(f"/documents/{w.a_doc}/pages/1.png"), 404, lambda w: w.a_doc),),
+        lambda w: _get(f"/documents/{w.a_doc}/pages/1.png"),
+        "a",
+        422,
+    ),
     ("DELETE", "/documents/{doc_id}"): RouteCase(
         (Attempt(lambda w: _delete(f"/documents/{w.a_doc}"), 404, lambda w: w.a_doc),),
         lambda w: _delete(f"/documents/{w.a_doc}"),
