@@ -243,7 +243,7 @@ def run_modes(
     t0 = time.perf_counter()
     needs_vectors = any(MODES[m][0] != "sparse" for m in modes)
     vectors = (
-        services.embedder.embed_documents([queries[q] for q in qids])
+        services.embedder.embed_queries([queries[q] for q in qids])
         if needs_vectors
         else np.zeros((len(qids), 1), dtype=np.float32)
     )

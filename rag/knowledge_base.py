@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -40,6 +40,7 @@ from rag.errors import (
     Conflict,
     DocumentNotFound,
     DuplicateDocument,
+    EmbeddingMismatch,
     InvalidInput,
 )
 from rag.faults import kill_point
@@ -47,6 +48,7 @@ from rag.index.atomic import atomic_write_bytes
 from rag.index.bm25 import BM25Index
 from rag.index.faiss_index import FaissVectorIndex
 from rag.locks import ProcessLock, ReadWriteLock
+from rag.protocols import Embedder
 from rag.records import ChunkInfo, CollectionCheck, CollectionInfo, DocumentInfo
 from rag.settings import IndexSettings, Settings
 from rag.types import Chunk, ScoredId
@@ -103,6 +105,28 @@ def validate_collection_name(name: str) -> str:
     return name
 
 
+def check_embedding_model(collection: str, recorded: str, model: str) -> None:
+    """Refuse vectors of ``model`` for a collection whose vectors are ``recorded``'s.
+
+    An empty ``recorded`` (no vectors yet, or a database from before models
+    were recorded) or an empty ``model`` (a caller that does not say) accepts.
+
+    Raises:
+        EmbeddingMismatch: The two models differ.
+    """
+    if recorded and model and recorded != model:
+        raise EmbeddingMismatch(
+            f"collection {collection!r} holds vectors of embedding model {recorded!r}, but this "
+            f"process embeds with {model!r}: set RAG_EMBEDDING__MODEL={recorded} to add to it, or "
+            f"run `rag collections reembed {collection} --model {model}` first",
+            details={"collection": collection, "collection_model": recorded, "model": model},
+        )
+
+
+ReembedProgress = Callable[[int, int], None]
+"""Called with (chunks embedded, chunks in all) while a collection is re-embedded."""
+
+
 @dataclass
 class CollectionIndexes:
     """The in-memory indexes of one collection and the locks that guard them."""
@@ -151,6 +175,7 @@ def _chunk_info(row: ChunkRow) -> ChunkInfo:
         char_end=row.char_end,
         token_count=row.token_count,
         page_breaks=tuple(tuple(b) for b in (row.page_breaks or ())),  # type: ignore[misc]
+        ocr_confidence=row.ocr_confidence,
     )
 
 
@@ -175,7 +200,6 @@ class KnowledgeBase:
         self.data_dir = settings.data_dir
         self.files_dir = self.data_dir / "files"
         self.index_dir = self.data_dir / "indexes"
-        ocr_confidence=row.ocr_confidence,
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(settings.resolved_database_url)
@@ -231,7 +255,11 @@ class KnowledgeBase:
 
     # ---------------------------------------------------------------- collections
     def create_collection(self, name: str, *, exist_ok: bool = False) -> CollectionInfo:
-        """Create a collection (Conflict if it exists, unless ``exist_ok``)."""
+        """Create a collection (Conflict if it exists, unless ``exist_ok``).
+
+        It records this knowledge base's embedding model; the vector size is
+        recorded with its first document.
+        """
         validate_collection_name(name)
         try:
             with self.sessions.begin() as session:
@@ -275,22 +303,34 @@ class KnowledgeBase:
                 select(func.count()).select_from(ChunkRow).where(ChunkRow.collection_id == ref.id)
             )
         return CollectionInfo(
-            ref.id, ref.name, int(documents or 0), int(chunks or 0), ref.created_at
+            ref.id,
+            ref.name,
+            int(documents or 0),
+            int(chunks or 0),
+            ref.created_at,
+            ref.embedding_model,
+            ref.embedding_dim,
         )
 
     def _collection_ref(self, name: str) -> CollectionInfo:
-        """Id and name of a collection without counting anything (the hot-path lookup)."""
+        """Id, name and model of a collection without counting anything (the hot-path lookup)."""
         with self.sessions() as session:
             row = session.execute(
-                select(Collection.id, Collection.name, Collection.created_at).where(
-                    Collection.name == name
-                )
+                select(
+                    Collection.id,
+                    Collection.name,
+                    Collection.created_at,
+                    Collection.embedding_model,
+                    Collection.embedding_dim,
+                ).where(Collection.name == name)
             ).first()
         if row is None:
             raise CollectionNotFound(
                 f"no collection named {name!r}; list them with `rag collections list`"
             )
-        return CollectionInfo(row.id, row.name, 0, 0, row.created_at)
+        return CollectionInfo(
+            row.id, row.name, 0, 0, row.created_at, row.embedding_model, row.embedding_dim
+        )
 
     def list_collections(self) -> list[CollectionInfo]:
         """All collections with document and chunk counts."""
@@ -313,6 +353,8 @@ class KnowledgeBase:
                     documents=int(docs.get(row.id, 0)),
                     chunks=int(chunks.get(row.id, 0)),
                     created_at=row.created_at,
+                    embedding_model=row.embedding_model,
+                    embedding_dim=row.embedding_dim,
                 )
                 for row in rows
             ]
@@ -407,6 +449,9 @@ class KnowledgeBase:
         """
         info = self._collection_ref(collection)
         live = status != DocumentStatus.FAILED.value
+        if live:
+            # Before anything is parsed or embedded: the commit would refuse it anyway.
+            check_embedding_model(info.name, info.embedding_model, self.embedding_model)
         existing = self.find_live_by_sha(collection, sha256) if live else None
         if existing is None:
             try:
@@ -557,11 +602,18 @@ class KnowledgeBase:
         page_count: int,
         replaces: Sequence[str] = (),
         media_type: str | None = None,
+        embedding_model: str | None = None,
     ) -> DocumentInfo:
         """Make a document searchable: the one write path for additions.
 
         Chunks, status ``ready``, the removal of replaced versions and a journal
         entry are one SQL transaction; then the indexes are updated and saved.
+        ``embedding_model`` (default: this knowledge base's) made ``vectors``;
+        the collection's recorded model and vector size must match, and a
+        collection without vectors yet records them.
+
+        Raises:
+            EmbeddingMismatch: The vectors come from another model or have another size.
         """
         if len(chunks) != len(vectors):
             raise InvalidInput(f"{len(chunks)} chunks but {len(vectors)} vectors")
@@ -574,7 +626,14 @@ class KnowledgeBase:
         with indexes.writer, self.writer_lock.hold():
             try:
                 seq, new_ids, removed_ids = self._commit_rows(
-                    doc_id, collection.id, chunks, vectors, page_count, replaces, media_type
+                    doc_id,
+                    collection.id,
+                    chunks,
+                    vectors,
+                    page_count,
+                    replaces,
+                    media_type,
+                    self.embedding_model if embedding_model is None else embedding_model,
                 )
             except (StaleDataError, IntegrityError) as exc:
                 # The row went away between our read and the write (a concurrent delete).
@@ -601,12 +660,18 @@ class KnowledgeBase:
         page_count: int,
         replaces: Sequence[str],
         media_type: str | None,
+        embedding_model: str,
     ) -> tuple[int, list[int], list[int]]:
         """The SQL half of :meth:`commit_document` in one transaction: (seq, added, removed)."""
         with self.sessions.begin() as session:
             row = session.get(Document, doc_id)
             if row is None:
                 raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion")
+            # Read in the transaction that writes: a re-embedding swaps the model in one too.
+            owner = session.get(Collection, collection_id)
+            if owner is None:
+                raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion")
+            self._record_embedding(owner, embedding_model, int(vectors.shape[1]))
             chunk_rows = [
                 ChunkRow(
                     document_id=doc_id,
@@ -620,6 +685,7 @@ class KnowledgeBase:
                     token_count=chunk.token_count,
                     page_breaks=[list(b) for b in chunk.page_breaks],
                     embedding=vectors[i].tobytes(),
+                    ocr_confidence=chunk.ocr_confidence,
                 )
                 for i, chunk in enumerate(chunks)
             ]
@@ -647,6 +713,22 @@ class KnowledgeBase:
             row.chunk_count = len(chunks)
             session.flush()
             return entry.seq, new_ids, removed_ids
+
+    @staticmethod
+    def _record_embedding(owner: Collection, model: str, dim: int) -> None:
+        """Check vectors of ``model`` and size ``dim`` against the collection; record if unset."""
+        check_embedding_model(owner.name, owner.embedding_model, model)
+        if owner.embedding_dim and owner.embedding_dim != dim:
+            raise EmbeddingMismatch(
+                f"collection {owner.name!r} holds {owner.embedding_dim}-dimensional vectors, "
+                f"got {dim}-dimensional ones; re-embed it with "
+                f"`rag collections reembed {owner.name} --model MODEL`",
+                details={"collection": owner.name, "collection_dim": owner.embedding_dim},
+            )
+        if model and not owner.embedding_model:
+            owner.embedding_model = model
+        if not owner.embedding_dim:
+            owner.embedding_dim = dim
 
     def delete_document(self, doc_id: str) -> DocumentInfo:
         """Delete a document from SQL, FAISS and BM25 (the one write path for removals)."""
@@ -677,6 +759,145 @@ class KnowledgeBase:
         log.info("document deleted doc_id=%s chunks=%d", doc_id, len(chunk_ids))
         return doc
 
+    # -------------------------------------------------------------- re-embedding
+    def reembed_collection(
+        self,
+        name: str,
+        embedder: Embedder,
+        *,
+        batch_chunks: int = 64,
+        progress: ReembedProgress | None = None,
+    ) -> CollectionInfo:
+        """Replace every vector of a collection with ``embedder``'s, atomically.
+
+        The new vectors are computed aside from the stored chunk texts while
+        the old index keeps answering (and documents may still be added or
+        deleted). Then, holding the collection's writer lock, chunks committed
+        meanwhile are embedded too, the new vector index is built in memory,
+        and one SQL transaction replaces every stored vector, records the new
+        model and size, and writes a ``reembed`` journal entry; the in-memory
+        index is swapped and both files saved. A process killed before that
+        transaction leaves the old state wholly; after it, start-up replay of
+        the entry rebuilds the vector index from SQL, so the new state is whole.
+        Chunk boundaries, ids and the BM25 index do not change.
+
+        Args:
+            name: The collection.
+            embedder: The new model's embedder.
+            batch_chunks: Chunks per embedding call (progress and kill-point granularity).
+            progress: Called with (done, total) after each batch.
+
+        Returns:
+            The collection with its new model.
+        """
+        if batch_chunks < 1:
+            raise InvalidInput(f"batch_chunks must be >= 1, got {batch_chunks}")
+        info = self._collection_ref(name)
+        indexes = self._collection_indexes(info.id)
+        snapshot = self._ready_chunk_texts(info.id)
+        total = len(snapshot)
+        vectors: dict[int, np.ndarray] = {}
+        for start in range(0, total, batch_chunks):
+            part = snapshot[start : start + batch_chunks]
+            for (chunk_id, _), vector in zip(
+                part, embedder.embed_documents([t for _, t in part]), strict=True
+            ):
+                vectors[chunk_id] = vector
+            if progress is not None:
+                progress(len(vectors), total)
+            kill_point("reembed.batch")
+        with indexes.writer, self.writer_lock.hold():
+            current = self._ready_chunk_texts(info.id)
+            late = [(i, t) for i, t in current if i not in vectors]
+            if late:  # committed while the rest was embedded
+                for (chunk_id, _), vector in zip(
+                    late, embedder.embed_documents([t for _, t in late]), strict=True
+                ):
+                    vectors[chunk_id] = vector
+            ids = np.asarray([i for i, _ in current], dtype=np.int64)
+            dim = int(embedder.dimension)
+            matrix = (
+                np.stack([vectors[int(i)] for i in ids]).astype(np.float32)
+                if len(ids)
+                else np.zeros((0, dim), dtype=np.float32)
+            )
+            if matrix.shape[1] != dim:
+                raise EmbeddingMismatch(
+                    f"embedder {embedder.name!r} says {dim} dimensions but gave "
+                    f"{matrix.shape[1]}; check the model folder"
+                )
+            fresh = self._build_vectors(ids, matrix, dim)
+            kill_point("reembed.built")
+            seq = self._commit_reembed(info.id, embedder.name, dim, ids, matrix)
+            kill_point("reembed.sql_done")
+            with indexes.rw.write():
+                indexes.vectors = fresh
+            self._persist(indexes, seq)
+        log.info("collection re-embedded name=%s model=%s chunks=%d", name, embedder.name, len(ids))
+        return self.get_collection(name)
+
+    def _ready_chunk_texts(self, collection_id: int) -> list[tuple[int, str]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(ChunkRow.id, ChunkRow.text)
+                .join(Document)
+                .where(
+                    ChunkRow.collection_id == collection_id,
+                    Document.status == DocumentStatus.READY.value,
+                )
+                .order_by(ChunkRow.id)
+            ).all()
+        return [(int(i), t) for i, t in rows]
+
+    def _build_vectors(self, ids: np.ndarray, matrix: np.ndarray, dim: int) -> FaissVectorIndex:
+        """A new vector index holding ``matrix`` under ``ids`` (HNSW when big, as on add)."""
+        fresh = self._new_vectors(dim, len(ids))
+        fresh.search_threads = self.index_settings.search_threads
+        if len(ids):
+            fresh.add(ids, matrix)
+        return fresh
+
+    def _commit_reembed(
+        self, collection_id: int, model: str, dim: int, ids: np.ndarray, matrix: np.ndarray
+    ) -> int:
+        """One transaction: every vector, the collection's model and size, a journal entry."""
+        with self.sessions.begin() as session:
+            owner = session.get(Collection, collection_id)
+            if owner is None:
+                raise CollectionNotFound(f"collection id {collection_id} was deleted meanwhile")
+            for start in range(0, len(ids), 1000):
+                session.execute(
+                    update(ChunkRow),
+                    [
+                        {"id": int(i), "embedding": matrix[start + n].tobytes()}
+                        for n, i in enumerate(ids[start : start + 1000])
+                    ],
+                )
+            owner.embedding_model = model
+            owner.embedding_dim = dim
+            entry = IndexJournal(collection_id=collection_id, op="reembed", chunk_ids=[])
+            session.add(entry)
+            session.flush()
+            return int(entry.seq)
+
+    def _vectors_from_sql(self, collection_id: int) -> FaissVectorIndex | None:
+        """The vector index rebuilt from every ready chunk's stored vector (None: no chunks)."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(ChunkRow.id, ChunkRow.embedding)
+                .join(Document)
+                .where(
+                    ChunkRow.collection_id == collection_id,
+                    Document.status == DocumentStatus.READY.value,
+                )
+                .order_by(ChunkRow.id)
+            ).all()
+        if not rows:
+            return None
+        matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        return self._build_vectors(ids, matrix, int(matrix.shape[1]))
+
     # --------------------------------------------------------------------- reads
     def collection_ids(self, names: Sequence[str] | None) -> list[int]:
         """Ids of the named collections (all when None)."""
@@ -685,12 +906,23 @@ class KnowledgeBase:
         with self.sessions() as session:
             by_name = dict(session.execute(select(Collection.name, Collection.id)).all())
         if not names:
-                    ocr_confidence=chunk.ocr_confidence,
             return sorted(by_name.values())
         missing = [n for n in names if n not in by_name]
         if missing:
             raise CollectionNotFound(f"no collection named {missing[0]!r}")
         return [by_name[n] for n in names]
+
+    def collection_models(self, collection_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """The (embedding model, vector size) each collection records ("" and 0: none yet)."""
+        if not collection_ids:
+            return {}
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Collection.id, Collection.embedding_model, Collection.embedding_dim).where(
+                    Collection.id.in_(list(collection_ids))
+                )
+            ).all()
+        return {row.id: (row.embedding_model, row.embedding_dim) for row in rows}
 
     def allowed_chunk_ids(
         self,
@@ -720,6 +952,12 @@ class KnowledgeBase:
                 return []
             if allowed is not None and not len(allowed):
                 return []
+            if indexes.vectors.dim != query.shape[-1]:
+                raise EmbeddingMismatch(
+                    f"collection id {collection_id} holds {indexes.vectors.dim}-dimensional "
+                    f"vectors but the query vector has {query.shape[-1]}; query it with the "
+                    "model it records (`rag collections list`)"
+                )
             return indexes.vectors.search(query, k, allowed_ids=allowed)
 
     def search_sparse(
@@ -915,8 +1153,20 @@ class KnowledgeBase:
             entries = [(e.seq, e.op, list(e.chunk_ids)) for e in rows]
         if not entries:
             return
+        rebuilt_at = max(
+            (seq for seq, op, _ in entries if op == "reembed" and seq > indexes.vectors_seq),
+            default=0,
+        )
+        if rebuilt_at:
+            # Every vector was replaced after the vector file was written: the stored
+            # vectors are the new ones, so the index is rebuilt from SQL, and the
+            # entries before it hold nothing the rebuilt index lacks.
+            indexes.vectors = self._vectors_from_sql(indexes.collection_id)
+            indexes.vectors_seq = rebuilt_at
         for seq, op, chunk_ids in entries:
-            if op == "remove":
+            if op == "reembed":
+                pass
+            elif op == "remove":
                 if seq > indexes.vectors_seq and indexes.vectors is not None:
                     indexes.vectors.remove(chunk_ids)
                 if seq > indexes.sparse_seq:

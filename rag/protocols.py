@@ -80,6 +80,29 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class EmbedderProvider(Protocol):
+    """Hands out the embedder of a model by the name a collection records.
+
+    ``default`` embeds for the configured model (new collections, and
+    collections that recorded no model); :meth:`get` builds any other model's
+    embedder once, lazily.
+    """
+
+    @property
+    def default(self) -> Embedder:
+        """The configured model's embedder."""
+        ...
+
+    def get(self, model: str) -> Embedder:
+        """The embedder of ``model`` ('' means :attr:`default`).
+
+        Raises:
+            ConfigError: The model cannot be loaded here.
+        """
+        ...
+
+
+@runtime_checkable
 class VectorIndex(Protocol):
     """Nearest-neighbour search over vectors keyed by chunk id (inner product)."""
 

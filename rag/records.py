@@ -15,6 +15,9 @@ class CollectionInfo:
     documents: int
     chunks: int
     created_at: datetime
+    # The model its vectors were made with and their size ("" and 0: none yet).
+    embedding_model: str = ""
+    embedding_dim: int = 0
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -64,10 +67,10 @@ class ChunkInfo:
     char_end: int
     token_count: int
     page_breaks: tuple[tuple[int, int], ...] = ()
+    ocr_confidence: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
-    ocr_confidence: float | None = None
         data = asdict(self)
         data["page_breaks"] = [list(b) for b in self.page_breaks]
         return data

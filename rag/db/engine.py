@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,8 +41,48 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     _add_missing_indexes(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add columns added to existing tables since the database was made.
+
+    ``create_all`` leaves existing tables alone. Only additive changes are
+    made this way (there are no migrations yet): each new column must have a
+    server default or be nullable, so the rows already there stay valid.
+    """
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if column.server_default is None and not column.nullable:
+                raise RuntimeError(
+                    f"column {table.name}.{column.name} needs a server default to be added "
+                    "to an existing database"
+                )
+            ddl = column.type.compile(dialect=engine.dialect)
+            default = ""
+            if column.server_default is not None:
+                arg = column.server_default.arg  # type: ignore[attr-defined]
+                value = arg.text if hasattr(arg, "text") else f"'{arg}'"
+                default = f"{'' if column.nullable else ' NOT NULL'} DEFAULT {value}"
+            statement = f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {ddl}{default}'
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(statement))
+            except OperationalError:
+                # Another process opening the same database added it first.
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+                continue
+            log.warning("column added table=%s column=%s", table.name, column.name)
 
 
 def _add_missing_indexes(engine: Engine) -> None:

@@ -59,13 +59,16 @@ class JobStatus(enum.StrEnum):
 
 
 class Collection(Base):
-    """A named knowledge base with its own FAISS and BM25 indexes."""
+    """A named knowledge base with its own FAISS and BM25 indexes and one embedding model."""
 
     __tablename__ = "collections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    embedding_model: Mapped[str] = mapped_column(String(512), default="")
+    # The model its vectors were made with and their size ("" and 0 until the first
+    # document is committed, or for a database from before these were recorded).
+    embedding_model: Mapped[str] = mapped_column(String(512), default="", server_default="")
+    embedding_dim: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     documents: Mapped[list[Document]] = relationship(
@@ -144,11 +147,11 @@ class ChunkRow(Base):
     token_count: Mapped[int] = mapped_column(Integer, default=0)
     page_breaks: Mapped[list] = mapped_column(JSON, default=list)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # Set when the chunk's text was read by OCR: the least confident page's mean (0-1).
+    ocr_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     document: Mapped[Document] = relationship(back_populates="chunks")
 
-    # Set when the chunk's text was read by OCR: the least confident page's mean (0-1).
-    ocr_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 class IngestJob(Base):
     """Progress of one file's ingestion (shown by the CLI and ``GET /jobs/{id}``)."""
@@ -240,6 +243,7 @@ class IndexJournal(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     collection_id: Mapped[int] = mapped_column(Integer, index=True)
-    op: Mapped[str] = mapped_column(String(8))  # "add" | "remove"
+    # "add" | "remove" | "reembed" (every vector replaced: rebuild the vector index from SQL)
+    op: Mapped[str] = mapped_column(String(8))
     chunk_ids: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

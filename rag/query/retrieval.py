@@ -7,6 +7,14 @@ fusing it in cost 0.04 (weighted, dense weight 0.5) to 0.25 (RRF); a small
 dense weight (0.05 to 0.3) moved nDCG@10 by under 0.001, so the question is
 not embedded at all (README, evaluation).
 
+Each collection records the embedding model its vectors were made with, and
+the question is embedded with that model. Collections of one model are
+searched together, as one; when the collections asked use several models,
+each model's collections are fused on their own (cosines of different models
+are not comparable) and the fused lists are merged by fused score, which is
+on one scale for every model: a rank share in RRF, a min-max share in
+weighted fusion.
+
 Each hit carries its fused score and its rank and score in each retriever, so
 a user can see why it was chosen. Filters (collections, documents, pages) are
 resolved through SQL indexes to chunk ids, and the indexes then score only
@@ -23,12 +31,13 @@ from typing import Literal
 
 import numpy as np
 
-from rag.errors import InvalidInput
+from rag.embedding import EmbedderRegistry
+from rag.errors import EmbeddingMismatch, InvalidInput
 from rag.knowledge_base import KnowledgeBase
-from rag.protocols import Embedder
+from rag.protocols import Embedder, EmbedderProvider
 from rag.query.fusion import FusedCandidate, fuse_hits
-from rag.settings import RetrievalSettings
-from rag.text.language import ANY_LANGUAGE, covers_language
+from rag.settings import DenseGate, RetrievalSettings
+from rag.text.language import covers_language
 from rag.text.normalize import cjk_ratio
 from rag.types import Hit, ScoredId
 
@@ -69,12 +78,39 @@ def _merge(lists: Sequence[list[ScoredId]], k: int) -> list[ScoredId]:
     return merged[:k]
 
 
+@dataclass(frozen=True)
+class _Gathered:
+    """Fused candidates with what the gate needs: the best cosine under each model."""
+
+    fused: list[FusedCandidate]
+    best_dense_by_model: dict[str, float]
+    best_share: float
+    timings: dict[str, float]
+
+    @property
+    def best_dense(self) -> float:
+        return max(self.best_dense_by_model.values(), default=0.0)
+
+
+def _only(embedder: Embedder) -> EmbedderRegistry:
+    """A provider of one embedder: collections of any other model are a mismatch."""
+
+    def refuse(model: str) -> Embedder:
+        raise EmbeddingMismatch(
+            f"a collection holds vectors of {model!r} but this retriever has only "
+            f"{embedder.name!r}; build it with the services' embedder registry"
+        )
+
+    return EmbedderRegistry(embedder, refuse)
+
+
 class HybridRetriever:
     """Dense + sparse retrieval with rank fusion over one or more collections.
 
     Args:
         kb: The knowledge base.
-        embedder: Encodes the query (same model as the chunks).
+        embedders: The embedder of each collection's recorded model; a single
+            embedder serves collections of its own model only.
         settings: Candidates per retriever, fusion method, thresholds.
         reranker: Optional cross-encoder applied to the fused list.
     """
@@ -82,22 +118,38 @@ class HybridRetriever:
     def __init__(
         self,
         kb: KnowledgeBase,
-        embedder: Embedder,
+        embedders: EmbedderProvider | Embedder,
         settings: RetrievalSettings,
         reranker: object | None = None,
     ) -> None:
         self.kb = kb
-        self.embedder = embedder
+        # A provider is told apart by its two attributes; an embedder's Protocol
+        # check would evaluate (and so load) its lazy properties.
+        self.embedders: EmbedderProvider = (
+            embedders if isinstance(embedders, EmbedderProvider) else _only(embedders)
+        )
         self.settings = settings
         self.reranker = reranker
-        # Embedders written before the attribute existed are taken to cover every language.
-        self.languages: frozenset[str] = getattr(
-            embedder, "languages", frozenset({ANY_LANGUAGE})
-        )
 
-    def dense_covers(self, query: str) -> bool:
-        """Whether the embedder handles ``query``'s language (else hybrid is BM25 alone)."""
-        return covers_language(self.languages, query)
+    @property
+    def embedder(self) -> Embedder:
+        """The configured model's embedder."""
+        return self.embedders.default
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """Languages of the configured model's embedder."""
+        return self.embedder.languages
+
+    def dense_covers(self, query: str, model: str = "") -> bool:
+        """Whether ``model``'s embedder handles ``query``'s language (else hybrid is BM25 alone)."""
+        return covers_language(self.embedders.get(model).languages, query)
+
+    def dense_gate(self, model: str) -> DenseGate:
+        """The cosine gate for ``model``: its own from ``dense_gates``, else the general one."""
+        s = self.settings
+        name = self.embedders.get(model).name if model else self.embedder.name
+        return s.dense_gates.get(name, DenseGate(min_score=s.min_dense_score, cjk=s.dense_gate_cjk))
 
     def retrieve(
         self,
@@ -126,7 +178,7 @@ class HybridRetriever:
         top_k = top_k or self.settings.top_k
         if not 1 <= top_k <= 1000:
             raise InvalidInput(f"top_k must be between 1 and 1000, got {top_k}")
-        fused, best_dense, best_sparse, timings = self.candidates(
+        gathered = self._gather(
             query,
             sparse_query=sparse_query,
             where=where,
@@ -135,7 +187,10 @@ class HybridRetriever:
             fusion=fusion,
             query_vector=query_vector,
         )
-        relevant = self._clears_threshold(mode, best_dense, best_sparse, cjk_ratio(query) > 0.3)
+        fused, best_sparse, timings = gathered.fused, gathered.best_share, gathered.timings
+        relevant = self._clears_threshold(
+            mode, gathered.best_dense_by_model, best_sparse, cjk_ratio(query) > 0.3
+        )
         t0 = time.perf_counter()
         hits = self._to_hits(
             fused, top_k if self.reranker is None else max(top_k, self.settings.rerank_candidates)
@@ -148,7 +203,7 @@ class HybridRetriever:
         return RetrievalResult(
             hits=tuple(hits[:top_k]),
             relevant=relevant,
-            best_dense=best_dense,
+            best_dense=gathered.best_dense,
             best_sparse=best_sparse,
             timings=timings,
         )
@@ -171,6 +226,35 @@ class HybridRetriever:
         without dense ranks or scores, and the best cosine is 0. Evaluation
         uses this directly; :meth:`retrieve` adds the chunk rows.
         """
+        gathered = self._gather(
+            query,
+            sparse_query=sparse_query,
+            where=where,
+            mode=mode,
+            candidates=candidates,
+            fusion=fusion,
+            query_vector=query_vector,
+        )
+        return gathered.fused, gathered.best_dense, gathered.best_share, gathered.timings
+
+    def _gather(
+        self,
+        query: str,
+        *,
+        sparse_query: str | None,
+        where: RetrievalFilter | None,
+        mode: Mode,
+        candidates: int | None,
+        fusion: str | None,
+        query_vector: np.ndarray | None,
+    ) -> _Gathered:
+        """Search every collection asked, grouped by recorded model, and fuse (module docstring).
+
+        Raises:
+            InvalidInput: A bad mode, or a precomputed ``query_vector`` for
+                collections of several models.
+            EmbeddingMismatch: A collection's vectors do not fit its recorded model.
+        """
         if mode not in ("hybrid", "dense", "sparse"):
             raise InvalidInput(f"mode must be hybrid, dense or sparse, got {mode!r}")
         candidates = candidates or self.settings.candidates
@@ -183,30 +267,91 @@ class HybridRetriever:
             for cid in collection_ids
         }
         timings["filter"] = time.perf_counter() - t0
+        recorded = self.kb.collection_models(collection_ids)
+        groups: dict[str, list[int]] = {}
+        for cid in collection_ids:
+            model = recorded.get(cid, ("", 0))[0] or self.embedder.name
+            groups.setdefault(model, []).append(cid)
+        if query_vector is not None and len(groups) > 1 and mode != "sparse":
+            raise InvalidInput(
+                "a precomputed query vector fits one embedding model, but the collections "
+                f"asked use {len(groups)}: {', '.join(sorted(groups))}"
+            )
+        text = sparse_query if sparse_query is not None else query
+        fused_lists: list[list[FusedCandidate]] = []
+        best_dense: dict[str, float] = {}
+        best_share = 0.0
+        for model, ids in groups.items():
+            fused, best, share = self._search_group(
+                model, ids, allowed, query, text, mode, candidates, fusion, query_vector, timings
+            )
+            fused_lists.append(fused)
+            if best is not None:
+                best_dense[model] = best
+            best_share = max(best_share, share)
+        t0 = time.perf_counter()
+        if len(fused_lists) == 1:
+            merged = fused_lists[0]
+        else:
+            merged = sorted(
+                (c for part in fused_lists for c in part), key=lambda c: (-c.score, c.chunk_id)
+            )
+        timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t0
+        return _Gathered(merged, best_dense, best_share, timings)
+
+    def _search_group(
+        self,
+        model: str,
+        collection_ids: list[int],
+        allowed: dict[int, np.ndarray | None],
+        query: str,
+        text: str,
+        mode: Mode,
+        candidates: int,
+        fusion: str | None,
+        query_vector: np.ndarray | None,
+        timings: dict[str, float],
+    ) -> tuple[list[FusedCandidate], float | None, float]:
+        """Dense and BM25 search of the collections of one model, fused.
+
+        Returns:
+            (fused candidates, best cosine or None when dense was not used, best BM25 share).
+        """
         dense: list[ScoredId] = []
         sparse: list[ScoredId] = []
         best_share = 0.0
-        use_dense = mode == "dense" or (mode == "hybrid" and self.dense_covers(query))
-        if mode == "hybrid" and not use_dense:
-            log.debug("dense skipped languages=%s", ",".join(sorted(self.languages)))
+        use_dense = mode == "dense"
+        embedder: Embedder | None = None
+        if mode == "hybrid":
+            embedder = self.embedders.get(model)
+            use_dense = covers_language(embedder.languages, query)
+            if not use_dense:
+                log.debug(
+                    "dense skipped model=%s languages=%s",
+                    model,
+                    ",".join(sorted(embedder.languages)),
+                )
         if use_dense:
             t0 = time.perf_counter()
-            vector = query_vector if query_vector is not None else self.embedder.embed_query(query)
-            timings["embed"] = time.perf_counter() - t0
+            if query_vector is not None:
+                vector = query_vector
+            else:
+                embedder = embedder or self.embedders.get(model)
+                vector = embedder.embed_query(query)
+            timings["embed"] = timings.get("embed", 0.0) + time.perf_counter() - t0
             t0 = time.perf_counter()
             dense = _merge(
                 [self.kb.search_dense(c, vector, candidates, allowed[c]) for c in collection_ids],
                 candidates,
             )
-            timings["dense"] = time.perf_counter() - t0
+            timings["dense"] = timings.get("dense", 0.0) + time.perf_counter() - t0
         if mode in ("hybrid", "sparse"):
             t0 = time.perf_counter()
-            text = sparse_query if sparse_query is not None else query
             per_collection = [
                 self.kb.search_sparse(c, text, candidates, allowed[c]) for c in collection_ids
             ]
             sparse = _merge(per_collection, candidates)
-            timings["sparse"] = time.perf_counter() - t0
+            timings["sparse"] = timings.get("sparse", 0.0) + time.perf_counter() - t0
             best_share = max(
                 (
                     self.kb.sparse_share(c, text, hits[0].score)
@@ -224,30 +369,40 @@ class HybridRetriever:
             # BM25 alone: its normalised scores in full, not scaled by 1 - dense_weight.
             dense_weight=self.settings.dense_weight if use_dense else 0.0,
         )
-        timings["fusion"] = time.perf_counter() - t0
-        best_dense = dense[0].score if dense else 0.0
-        return fused, best_dense, best_share, timings
+        timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t0
+        best = (dense[0].score if dense else 0.0) if use_dense else None
+        return fused, best, best_share
 
     def _clears_threshold(
-        self, mode: Mode, best_dense: float, best_sparse: float, cjk: bool = False
+        self,
+        mode: Mode,
+        best_dense: dict[str, float],
+        best_sparse: float,
+        cjk: bool = False,
     ) -> bool:
         """Calibrated 'not found': some candidate must look relevant to some retriever.
 
-        ``best_sparse`` is the best BM25 score as a share of the query's ceiling
-        (all terms matched), which unlike raw BM25 does not grow with the
-        query's length or the corpus; see ``eval/calibrate.py`` for the numbers.
+        ``best_dense`` is the best cosine under each model consulted, judged
+        by that model's gate (:meth:`dense_gate`). ``best_sparse`` is the best
+        BM25 score as a share of the query's ceiling (all terms matched), which
+        unlike raw BM25 does not grow with the query's length or the corpus;
+        see ``eval/calibrate.py`` for the numbers.
         """
         s = self.settings
+        gates = {model: self.dense_gate(model) for model in best_dense}
         if cjk:
             # An English-only embedder gives unrelated Chinese texts cosines as high as
             # related ones (measured: 0.47 off-topic vs 0.27 answerable), so by default
             # Chinese questions are gated on BM25 alone. CMRC 2018 trial (eval/calibrate.py):
             # shares 0.05/0.08/0.12/0.15 keep 99.7/99.7/99.7/99.6% of its 1,002 questions
             # and refuse 10/15/30/50% of 20 off-topic ones.
-            dense_ok = s.dense_gate_cjk and best_dense >= s.min_dense_score
+            # A multilingual model's gate (dense_gates) may say cjk=True.
+            dense_ok = any(
+                gates[m].cjk and best >= gates[m].min_score for m, best in best_dense.items()
+            )
             sparse_ok = best_sparse >= s.min_sparse_share_cjk
         else:
-            dense_ok = best_dense >= s.min_dense_score
+            dense_ok = any(best >= gates[m].min_score for m, best in best_dense.items())
             sparse_ok = best_sparse >= s.min_sparse_share
         if mode == "dense":
             return dense_ok
