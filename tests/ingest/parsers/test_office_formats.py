@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.parsers import parse_bytes
+from ingest.parsers import get_parser, parse_bytes
 from ingest.sniff import CSV, DOCX, EPUB, HTML, ODT, PPTX, XLSX
-from rag.errors import EncryptedDocument, ParseError
+from rag.errors import EmptyDocument, EncryptedDocument, ParseError
+from rag.protocols import Parser
 from tests.conftest import SHARED, shared_path
 
 pytestmark = pytest.mark.unit
@@ -105,6 +106,14 @@ def test_the_readme_lists_the_expected_strings() -> None:
 )
 def test_must_extract_string_is_in_the_parsed_text(name: str, expected: str) -> None:
     assert _normalised(expected) in _parsed_text(name)
+
+
+@pytest.mark.parametrize("media_type", [CSV, DOCX, EPUB, ODT, PPTX, XLSX])
+def test_every_new_format_has_a_parser_behind_the_protocol(media_type: str) -> None:
+    parser = get_parser(media_type)
+    assert isinstance(parser, Parser) and parser.media_type == media_type
+    with pytest.raises(EmptyDocument, match="file is empty"):
+        parser.parse(b"")
 
 
 @pytest.mark.parametrize(
