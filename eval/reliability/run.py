@@ -4,7 +4,11 @@ Each part runs as users' processes would: the crash tests kill real `rag`
 processes by progress (``rag.faults``), schemathesis fuzzes the app's own
 OpenAPI schema, and the load run drives a live `rag serve` over loopback.
 
-Run: ``python -m eval.reliability.run [--seconds 30]``.
+Tenant keys are tried on every route (``tests/api/test_tenants.py``) and the
+prompt-injection corpus goes through the answer pipeline with the bundled
+generator and a canary in the system prompt (:mod:`eval.reliability.injection`).
+
+Run: ``python -m eval.reliability.run [--seconds 30] [--only tenants injection]``.
 """
 
 from __future__ import annotations
@@ -63,21 +67,87 @@ def _kill_points() -> int:
     return len(set(PLAN))
 
 
+Row = tuple[str, str, str, bool]
+TENANT_TEST = "tests/api/test_tenants.py"
+
+
+def tenant_row() -> Row:
+    """Every route tried with no key, a wrong key and another tenant's key."""
+    print(f"running {TENANT_TEST} ...", flush=True)
+    passed, failed, last = _pytest(TENANT_TEST)
+    sys.path.insert(0, str(ROOT))
+    from tests.api.test_tenants import CALLERS, NON_API_ROUTES, ROUTE_CASES, attempts_per_caller
+
+    requests = attempts_per_caller()
+    figure = (
+        f"{len(ROUTE_CASES)} API routes and {len(NON_API_ROUTES)} other paths, {requests} "
+        f"requests against another tenant's collections, documents, jobs and chats, each "
+        f"sent with {len(CALLERS)} keys (none, wrong, other tenant): "
+        f"{requests * len(CALLERS)} tried; {passed} tests passed, {failed} failed ({last})"
+    )
+    target = "0 cross-tenant reads or writes (404 like an unknown id; 401 without a valid key)"
+    return ("tenants: keys limited to collections", figure, target, failed == 0 and passed > 0)
+
+
+def injection_rows(generator: str, embedding: str) -> list[Row]:
+    """The injection corpus with the default "not found" gate, then with it off."""
+    import tempfile
+
+    from eval.reliability.injection import figure, load_corpus, run_injections, summarize
+    from rag.settings import load_settings
+
+    rows: list[Row] = []
+    attempts = load_corpus()
+    for open_gate in (False, True):
+        print(f"injection corpus, generator {generator}, gate open: {open_gate} ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(
+                data_dir=Path(tmp),
+                generator={"backend": generator},
+                embedding={"model": embedding},
+            )
+            summary = summarize(run_injections(settings, attempts, open_gate=open_gate))
+        name = "prompt injection corpus, canary in the system prompt" + (
+            " ('not found' gate off: every attempt generated)" if open_gate else ""
+        )
+        ok = summary["leaked"] == 0 and summary["controls_flagged"] == 0
+        rows.append((name, figure(summary, generator), "0 canary leaks, 0 controls flagged", ok))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    """The Markdown table the README quotes."""
+    print("\n### Reliability\n")
+    print("| test | figure | target | met |")
+    print("|---|---|---|---|")
+    for name, figure, target, ok in rows:
+        print(f"| {name} | {figure} | {target} | {'yes' if ok else 'no'} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every part, print the table; exit 1 if any target is missed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="per load run")
     parser.add_argument("--clients", type=int, nargs="+", default=[16, 64])
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["faults", "load", "tenants", "injection"],
+        help="run only these parts",
+    )
+    parser.add_argument("--injection-generator", default="transformers")
+    parser.add_argument("--injection-embedding", default="bundled")
     args = parser.parse_args(argv)
-    rows: list[tuple[str, str, str, bool]] = []
-    for name, (path, target) in PARTS.items():
+    parts = set(args.only or ["faults", "load", "tenants", "injection"])
+    rows: list[Row] = []
+    for name, (path, target) in PARTS.items() if "faults" in parts else ():
         print(f"running {path} ...", flush=True)
         passed, failed, last = _pytest(path)
         figure = f"{passed} tests passed, {failed} failed ({last})"
         if path.endswith("test_crash.py") and passed:
             figure = f"{_kill_points()} CLI kill points survived; {figure}"
         rows.append((name, figure, target, failed == 0 and passed > 0))
-    for clients in args.clients:
+    for clients in args.clients if "load" in parts else ():
         print(f"load: {clients} clients for {args.seconds:g} s ...", flush=True)
         r = run_load(clients, args.seconds, 200, "hashing:256")
         figure = (
@@ -87,14 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = r["errors"] == r["lost"] == r["stuck"] == 0 and r["consistent"]
         rows.append((f"mixed load, {clients} loopback clients", figure, "0 errors, 0 lost", ok))
-    rows.append(("tenants: keys limited to collections", "not built yet", "0 cross-tenant", False))
-    rows.append(("prompt injection corpus, canary leaks", "not built yet", "0 leaks", False))
-    print("\n### Reliability\n")
-    print("| test | figure | target | met |")
-    print("|---|---|---|---|")
-    for name, figure, target, ok in rows:
-        print(f"| {name} | {figure} | {target} | {'yes' if ok else 'no'} |")
-    return 0 if all(ok for *_, ok in rows[:-2]) else 1
+    if "tenants" in parts:
+        rows.append(tenant_row())
+    if "injection" in parts:
+        rows.extend(injection_rows(args.injection_generator, args.injection_embedding))
+    print_table(rows)
+    return 0 if all(ok for *_, ok in rows) else 1
 
 
 if __name__ == "__main__":
