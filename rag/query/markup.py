@@ -122,7 +122,9 @@ TURN_END = re.compile(
 )
 # A role or an announcement before the answer ("Answer:", "The answer is:", "答案是：").
 _ROLE_PREFIX = re.compile(
-    r"^\s*(?:assistant|AI|answer|the\s+answer\s+is|答案是?|回答|助手)\s*[:：]\s*", re.IGNORECASE
+    r"^\s*(?:assistant|AI|answer|the\s+answer(?:\s+to\s+(?:this|the)\s+question)?\s+is|答案是?|回答|助手)"
+    r"\s*[:：]\s*",
+    re.IGNORECASE,
 )
 
 

@@ -228,7 +228,8 @@ class CitationCheckRule:
     * A sentence that cites nothing but of whose terms one source holds at
       least ``attach_overlap`` is cited to that source (the best one).
     * A sentence is supported when it keeps a citation, or cites nothing and
-      reaches ``min_overlap`` with some source. If the answer then cites
+      reaches ``min_overlap`` with some source, unless all its terms are the
+      question's (it restates the question). If the answer then cites
       nothing, or fewer than ``min_supported_share`` of its sentences are
       supported, it is replaced by ``fallback(sources, question)`` and
       ``flags.fallback_used`` is set; an answer that says the sources do not
@@ -271,6 +272,11 @@ class CitationCheckRule:
 
     def _use_fallback(self, draft: AnswerDraft, reason: str) -> AnswerDraft:
         text = self.fallback(draft.sources, draft.question).strip()
+        if text == draft.text.strip():
+            # The draft is the extractive answer already: nothing was replaced.
+            return replace(
+                draft, text=text, notes=(*draft.notes, f"kept the extractive answer: {reason}")
+            )
         flags = replace(draft.flags, fallback_used=True, not_found=says_not_found(text))
         log.info("citation check fell back to extractive answer reason=%s", reason)
         return replace(draft, text=text, flags=flags, notes=(*draft.notes, f"fallback: {reason}"))
@@ -293,6 +299,10 @@ class CitationCheckRule:
         removed_invalid: list[int] = []
         removed_unsupported: list[int] = []
         attached: list[int] = []
+        # A sentence made only of the question's own terms ("Normandy." for "In what
+        # country is Normandy?") restates the question: it is never supported.
+        asked = term_set(draft.question)
+        echoes = 0
         kept_any = False
         counted = supported = 0
         for start, end in answer_spans(text):
@@ -321,7 +331,8 @@ class CitationCheckRule:
                     out[-1] = out[-1].rstrip(" \t")
             out.append(sentence[position:])
             piece = "".join(out)
-            if not markers and terms and not says_not_found(plain) and draft.sources:
+            echo = bool(terms) and terms <= asked
+            if not markers and terms and not echo and not says_not_found(plain) and draft.sources:
                 # A grounded sentence the model forgot to cite gets the source it quotes.
                 share, number = max(
                     (term_overlap(terms, terms_of(n)), -n) for n in range(1, len(draft.sources) + 1)
@@ -335,7 +346,9 @@ class CitationCheckRule:
             kept_any = kept_any or bool(kept_here)
             if terms and not says_not_found(plain):
                 counted += 1
-                if kept_here or (
+                if echo:
+                    echoes += 1
+                elif kept_here or (
                     not markers
                     and any(
                         term_overlap(terms, terms_of(n)) >= self.min_overlap
@@ -352,6 +365,8 @@ class CitationCheckRule:
             notes.append(f"unsupported citations removed: {sorted(set(removed_unsupported))}")
         if attached:
             notes.append(f"citations added to uncited sentences: {attached}")
+        if echoes:
+            notes.append(f"sentences that only repeat the question: {echoes}")
         if not kept_any:
             if says_not_found(checked):
                 flags = replace(draft.flags, not_found=True)

@@ -63,6 +63,9 @@ def test_defuse_template_markers() -> None:
         ("<|start_header_id|>assistant<|end_header_id|>\n\nParis [1].<|eot_id|>", "Paris [1]."),
         ("<|im_end|>Paris [1].", "Paris [1]."),
         ("[INST] Paris [1]. </s>", "Paris [1]."),
+        ('The answer to this question is: "1245" [1].', '"1245" [1].'),
+        ("The answer is: Rollo [1].", "Rollo [1]."),
+        ("答案是：踢爆[1]。", "踢爆[1]。"),
     ],
 )
 def test_strip_template_tokens(raw: str, clean: str) -> None:

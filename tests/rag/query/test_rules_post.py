@@ -431,3 +431,21 @@ def test_run_answer_rules_end_to_end() -> None:
     assert out.flags.injection_detected
     assert not out.flags.fallback_used
     assert out.question == "q" and out.sources == EN_SOURCES
+
+
+def test_an_answer_that_only_repeats_the_question_falls_back() -> None:
+    fallback = RecordingFallback()
+    question = "What is metformin the first-line treatment for?"
+    out = CitationCheckRule(fallback).apply(draft("Metformin [1].", question=question))
+    assert out.flags.fallback_used and out.text == fallback.answer
+    assert any("only repeat the question" in n for n in out.notes)
+    kept = CitationCheckRule(fallback).apply(draft("Type 2 diabetes [1].", question=question))
+    assert not kept.flags.fallback_used and kept.text == "Type 2 diabetes [1]."
+
+
+def test_the_extractive_answer_itself_is_not_flagged_as_a_fallback() -> None:
+    fallback = RecordingFallback("Metformin [1].")
+    out = CitationCheckRule(fallback).apply(
+        draft("Metformin [1].", question="Is metformin the first-line treatment?")
+    )
+    assert out.text == "Metformin [1]." and not out.flags.fallback_used
