@@ -150,24 +150,19 @@ async def chat_completions(body: ChatCompletionRequest, state: State, access: Ac
 
     async def events() -> AsyncIterator[str]:
         yield _chunk(cid, created, body.model, {"role": "assistant", "content": ""})
-        streamed = ""
         item: Any = first
         try:
             while True:
                 if isinstance(item, Answer):
-                    # The final answer is authoritative: send what the pieces lacked.
-                    if item.answer.startswith(streamed):
-                        tail = item.answer[len(streamed) :]
-                    else:
-                        tail = "\n\n" + item.answer
-                    tail += sources_block(item)
+                    # The pieces were the answer's text (the pipeline streams its final
+                    # text); its numbered sources follow.
+                    tail = sources_block(item)
                     if tail:
                         yield _chunk(cid, created, body.model, {"content": tail})
                     final = json.loads(_chunk(cid, created, body.model, {}, "stop")[6:])
                     final["citations"] = item.to_dict()["citations"]
                     yield f"data: {json.dumps(final, ensure_ascii=False)}\n\n"
                 elif item:
-                    streamed += item
                     yield _chunk(cid, created, body.model, {"content": item})
                 try:
                     item = await items.__anext__()
