@@ -37,6 +37,8 @@ Upload PDFs, text, Markdown or HTML; ask questions; get answers that cite
 documents and pages. Errors have one shape:
 `{"error": {"code", "message", "details"}}`. When API keys are configured,
 send `Authorization: Bearer <key>` (every route but `/healthz` and the web page).
+A tenant key (`RAG_API__KEY_COLLECTIONS`) reaches only its collections: anything
+else answers 404 as an unknown id would, and `/readyz` and `/metrics` answer 403.
 """
 
 
