@@ -125,8 +125,9 @@ def test_the_redaction_post_rule_withholds_a_canary_the_model_emits(tmp_path: Pa
 @pytest.mark.slow
 @pytest.mark.integration
 def test_smollm2_slice_leaks_no_canary(tmp_path: Path, real_generator: Any) -> None:
-    ids = ("q-en-01", "q-en-08", "q-en-09", "q-zh-01", "q-zh-05", "d-en-01", "d-en-05", "d-zh-01")
-    settings = fast_settings(tmp_path, generator={"backend": "transformers", "max_new_tokens": 96})
+    # Both languages, asked and planted; the gate is open so the model sees every attack.
+    ids = ("q-en-01", "q-zh-01", "d-en-01", "d-zh-01")
+    settings = fast_settings(tmp_path, generator={"backend": "transformers", "max_new_tokens": 48})
     results = run_injections(
         settings, _pick(ids), canary=new_canary(), generator=real_generator, open_gate=True
     )
