@@ -228,25 +228,6 @@ class ChunkOut(BaseModel):
     char_start: int
     char_end: int
     token_count: int
-
-
-class ChunkList(BaseModel):
-    """One page of a document's chunks."""
-
-    chunks: list[ChunkOut]
-    total: int
-
-
-class JobRef(BaseModel):
-    """An accepted upload and the job that ingests it."""
-
-    job_id: str
-    document_id: str | None
-    filename: str = Field(examples=["report.pdf"])
-    status: str = Field(examples=["queued"], description="queued, running, succeeded or failed.")
-
-
-class UploadAccepted(BaseModel):
     ocr_confidence: float | None = Field(
         None, description="OCR confidence (0-1) when the chunk's text was read by OCR."
     )
@@ -273,6 +254,25 @@ class PageView(BaseModel):
         description="Where the cited text lies on the image: [left, top, right, bottom] as "
         "fractions of the page, one box per line (empty for scans and other formats).",
     )
+
+
+class ChunkList(BaseModel):
+    """One page of a document's chunks."""
+
+    chunks: list[ChunkOut]
+    total: int
+
+
+class JobRef(BaseModel):
+    """An accepted upload and the job that ingests it."""
+
+    job_id: str
+    document_id: str | None
+    filename: str = Field(examples=["report.pdf"])
+    status: str = Field(examples=["queued"], description="queued, running, succeeded or failed.")
+
+
+class UploadAccepted(BaseModel):
     """The jobs created by an upload."""
 
     jobs: list[JobRef]
