@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ingest.parsers import parse_bytes
 from ingest.service import IngestService
 from rag.settings import load_settings
 
@@ -37,6 +38,18 @@ PDFS = [
     "zh_academic_paper-page.pdf",
     "zh_tables_bond-prospectus-page.pdf",
 ]
+# The shared office and e-book files, one row per format (file-name prefix).
+OFFICE_FORMATS = ("docx", "pptx", "xlsx", "csv", "epub", "odt", "html")
+
+
+def _office_files(kind: str) -> list[tuple[str, bytes]]:
+    """The readable (not encrypted or broken) shared files of one format."""
+    folder = SHARED / "office"
+    return [
+        (path.name, path.read_bytes())
+        for path in sorted(folder.glob(f"*_{kind}*"))
+        if path.name.startswith(("en_", "zh_")) and path.suffix != ".md"
+    ]
 
 
 def _scifact_files(limit: int) -> list[tuple[str, bytes]]:
@@ -65,6 +78,7 @@ def _run(name: str, files: list[tuple[str, bytes]], embedding: dict) -> dict:
         # host is noisy and the first pass warms oneDNN's kernel caches).
         warm_texts = [data.decode("utf-8", "ignore")[:1500] for _, data in files[:64]]
         services.embedder.embed_documents(warm_texts)
+        parse_bytes(files[0][1], files[0][0])  # imports the format's parser library once
         started = time.perf_counter()
         outcomes = service.ingest_many(files)
         services.kb.flush()
@@ -164,11 +178,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--cli-scifact-docs", type=int, default=2000, help="abstracts written as files"
     )
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
+    parser.add_argument(
+        "--office-only", action="store_true", help="only the office and e-book format rows"
+    )
     args = parser.parse_args(argv)
     embedding: dict = {"model": "hashing:256"} if args.quick else {}
     if args.precision:
         embedding["precision"] = args.precision
     rows = []
+    # The query encoder plays no part in ingest; torch spares each row an ONNX export.
+    office_embedding = {**embedding, "query_backend": "torch"}
+    if args.office_only:
+        _print_header()
+    for kind in OFFICE_FORMATS:
+        files = _office_files(kind)
+        if files:
+            row = _run(f"shared {kind.upper()} files", files, office_embedding)
+            rows.append({**row, "target": 0.8})
+            if args.office_only:  # each row as it is measured (a busy host is slow)
+                _print_row(rows[-1])
+    if args.office_only:
+        return rows
     pdfs = [(p, (SHARED / "pdfs" / p).read_bytes()) for p in (PDFS[:1] if args.quick else PDFS)]
     rows.append(_run("shared PDFs", pdfs, embedding))
     rows.append(
@@ -184,19 +214,35 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(
             _run_cli("SciFact abstracts", _write_files(scifact, Path(tmp) / "sf"), embedding)
         )
+    _print(rows)
+    return rows
+
+
+def _print(rows: list[dict]) -> None:
+    _print_header()
+    for r in rows:
+        _print_row(r)
+
+
+def _print_header() -> None:
     print("\n### Ingest throughput (pipeline vs raw embedder on the same chunk texts)\n")
     print(
         "| corpus | files | pages | chunks | tokens/chunk | pages/s | chunks/s "
         "| raw embedder chunks/s | pipeline/raw | target |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['corpus']} | {r['files']} | {r['pages']} | {r['chunks']} | "
-            f"{r['mean_tokens']:.0f} | {r['pages_s']:.1f} | {r['chunks_s']:.1f} | "
-            f"{r['raw_chunks_s']:.1f} | {r['ratio']:.0%} | >= 35 chunks/s, >= 90% |"
-        )
-    return rows
+
+
+def _print_row(r: dict) -> None:
+    # Office rows: the issue's bar is 80% of the raw rate (their chunks are
+    # few and short, so fixed per-file costs weigh more than for PDFs).
+    target = f">= {r.get('target', 0.9):.0%}" + ("" if "target" in r else ", >= 35 chunks/s")
+    print(
+        f"| {r['corpus']} | {r['files']} | {r['pages']} | {r['chunks']} | "
+        f"{r['mean_tokens']:.0f} | {r['pages_s']:.1f} | {r['chunks_s']:.1f} | "
+        f"{r['raw_chunks_s']:.1f} | {r['ratio']:.0%} | {target} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
