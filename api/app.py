@@ -21,6 +21,7 @@ from api.access import KeyPolicy
 from api.chat_store import ChatStore
 from api.errors import install_error_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.reembed import ReembedJobs
 from api.routers import AppState, ask, chat, collections, documents, jobs, openai_compat, ops
 from api.security import ApiKeyMiddleware, BodySizeLimitMiddleware, RateLimitMiddleware
 from api.worker import IngestWorker
@@ -57,6 +58,8 @@ def build_state(settings: Settings) -> AppState:
         IngestService(kb, services.embedder, settings.ingest),
         settings.data_dir / "uploads",
     )
+    reembeds = ReembedJobs(kb, services.embedders, settings.ingest.embed_batch_chunks)
+    reembeds.recover()  # before the worker's recovery, which would read them as uploads
     worker.recover()
     worker.start()
     return AppState(
@@ -64,6 +67,7 @@ def build_state(settings: Settings) -> AppState:
         worker=worker,
         chats=ChatStore(kb.sessions),
         metrics=Metrics(kb),
+        reembeds=reembeds,
     )
 
 
@@ -86,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             state.worker.stop()
+            state.reembeds.stop()
             state.services.close()
 
     app = FastAPI(

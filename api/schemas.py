@@ -172,6 +172,25 @@ class CollectionOut(BaseModel):
     documents: int = Field(examples=[12])
     chunks: int = Field(examples=[840])
     created_at: str
+    embedding_model: str = Field(
+        "",
+        examples=["all-MiniLM-L6-v2"],
+        description="The model its vectors were made with (queries use it); '' before any.",
+    )
+    embedding_dim: int = Field(0, examples=[384], description="Vector size (0 before any).")
+
+
+class CollectionReembed(ApiModel):
+    """Which embedding model a collection's vectors should be remade with."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"model": "multilingual-e5-small"}]})
+
+    model: str = Field(
+        min_length=1,
+        max_length=512,
+        description="A RAG_EMBEDDING__MODEL value: 'bundled', 'multilingual-e5-small', or a "
+        "local sentence-transformers folder.",
+    )
 
 
 class CollectionList(BaseModel):

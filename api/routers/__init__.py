@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from api.chat_store import ChatStore
 from api.metrics import Metrics
+from api.reembed import ReembedJobs
 from api.worker import IngestWorker
 from rag.errors import UnsupportedMediaType
 from rag.services import Services
@@ -22,6 +23,7 @@ class AppState:
     worker: IngestWorker
     chats: ChatStore
     metrics: Metrics
+    reembeds: ReembedJobs
     _pipeline: Any = None
 
     @property

@@ -1,4 +1,4 @@
-"""Collections: list, create, delete."""
+"""Collections: list, create, delete, re-embed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from api.schemas import (
     CollectionDeleted,
     CollectionList,
     CollectionOut,
+    CollectionReembed,
     ErrorResponse,
+    JobOut,
 )
 
 router = APIRouter(tags=["collections"], responses=ERROR_RESPONSES)
@@ -60,3 +62,23 @@ async def delete_collection(name: str, state: State, access: Access) -> dict:
     access.check_collection(name)
     count = await run_in_threadpool(state.worker.delete_collection, name)
     return {"deleted": name, "documents": count}
+
+
+@router.post(
+    "/collections/{name}/reembed",
+    status_code=202,
+    response_model=JobOut,
+    responses=JSON_BODY_RESPONSES,
+    dependencies=JSON_BODY,
+)
+async def reembed_collection(
+    name: str, body: CollectionReembed, state: State, access: Access
+) -> dict:
+    """Remake every vector of the collection with another embedding model, in the background.
+
+    Answers 202 with a job (``GET /jobs/{id}``: ``chunks_embedded`` of
+    ``chunks_total``). The old vectors answer queries until the new ones
+    replace them in one step; an interrupted job leaves the old ones.
+    """
+    access.check_collection(name)
+    return await run_in_threadpool(state.reembeds.submit, name, body.model)

@@ -1,16 +1,19 @@
-"""``rag docs list|show|delete`` and ``rag collections list|create|delete``."""
+"""``rag docs list|show|delete`` and ``rag collections list|create|delete|reembed``."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rag.cli.common import cli_settings, handle_errors, out, print_json, services_for
+from rag.cli.common import cli_settings, err, handle_errors, out, print_json, services_for
 
 docs_app = typer.Typer(help="List, show and delete documents.", no_args_is_help=True)
-collections_app = typer.Typer(help="List, create and delete collections.", no_args_is_help=True)
+collections_app = typer.Typer(
+    help="List, create, delete and re-embed collections.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="TOML config file.")]
@@ -90,10 +93,11 @@ def collections_list(json_out: JsonOpt = False, config: ConfigOpt = None) -> Non
         print_json({"collections": [c.to_dict() for c in infos]})
         return
     table = Table(title="collections")
-    for column in ("name", "documents", "chunks", "created"):
+    for column in ("name", "documents", "chunks", "embedding model", "created"):
         table.add_column(column)
     for c in infos:
-        table.add_row(c.name, str(c.documents), str(c.chunks), c.created_at.isoformat())
+        model = f"{c.embedding_model} ({c.embedding_dim})" if c.embedding_dim else c.embedding_model
+        table.add_row(c.name, str(c.documents), str(c.chunks), model, c.created_at.isoformat())
     out.print(table)
 
 
@@ -127,3 +131,73 @@ def collections_delete(
         print_json({"deleted": name, "documents": removed})
     else:
         out.print(f"deleted collection {name} ({removed} documents)", highlight=False)
+
+
+@collections_app.command("reembed")
+@handle_errors
+def collections_reembed(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="New embedding model: bundled, multilingual-e5-small, or a local folder.",
+        ),
+    ],
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Remake every vector of a collection with another model, atomically.
+
+    The old vectors answer queries until the new ones replace them in one step;
+    an interrupted run leaves the old ones. Chunks and BM25 do not change.
+    """
+    import time
+
+    from rag.embedding import load_embedder
+
+    settings = cli_settings(config)
+    with services_for(settings) as services:
+        before = services.kb.get_collection(name)
+        embedder = load_embedder(services.embedders, model)
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]re-embedding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=json_out or not err.is_terminal,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("chunks", total=before.chunks)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            after = services.kb.reembed_collection(
+                name,
+                embedder,
+                batch_chunks=settings.ingest.embed_batch_chunks,
+                progress=on_progress,
+            )
+        seconds = time.perf_counter() - started
+    if json_out:
+        print_json(
+            {
+                "collection": after.name,
+                "model": after.embedding_model,
+                "dimension": after.embedding_dim,
+                "previous_model": before.embedding_model,
+                "chunks": after.chunks,
+                "seconds": round(seconds, 3),
+            }
+        )
+    else:
+        out.print(
+            f"re-embedded {after.name}: {after.chunks} chunks with {after.embedding_model} "
+            f"({after.embedding_dim} dimensions; was {before.embedding_model or 'unrecorded'}) "
+            f"in {seconds:.1f} s",
+            highlight=False,
+        )

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import LOREM, assert_error, ingest
+from api.reembed import ReembedJobs
+from rag.db.models import IngestJob, JobStatus
+from tests.api.conftest import LOREM, assert_error, ingest, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +39,70 @@ def test_collection_input_errors(client):
     )
     assert_error(response, 400, "malformed_json")
     assert_error(client.delete("/collections/nope"), 404, "collection_not_found")
+
+
+def test_reembed_route_swaps_the_model_in_a_job(client, pdfs_dir: Path):
+    ingest(client, pdfs_dir / LOREM, collection="handbook")
+    (before,) = client.get("/collections").json()["collections"]
+    assert (before["embedding_model"], before["embedding_dim"]) == ("hashing-256", 256)
+    question = {"question": "What is lorem ipsum?", "collections": ["handbook"]}
+    cited = client.post("/ask", json=question).json()["citations"]
+
+    response = client.post("/collections/handbook/reembed", json={"model": "hashing:32"})
+    assert response.status_code == 202, response.text
+    job = wait_job(client, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert job["collection"] == "handbook" and job["chunks_embedded"] == before["chunks"]
+    (after,) = client.get("/collections").json()["collections"]
+    assert (after["embedding_model"], after["embedding_dim"]) == ("hashing-32", 32)
+    assert after["chunks"] == before["chunks"]
+    # Still answers, now embedding questions with the new model.
+    again = client.post("/ask", json=question)
+    assert again.status_code == 200 and again.json()["citations"]
+    assert cited  # the same document answers before and after
+    assert {c["document_id"] for c in again.json()["citations"]} == {
+        c["document_id"] for c in cited
+    }
+
+
+def test_reembed_route_errors(client, pdfs_dir: Path):
+    assert_error(
+        client.post("/collections/nope/reembed", json={"model": "hashing:32"}),
+        404,
+        "collection_not_found",
+    )
+    client.post("/collections", json={"name": "handbook"})
+    assert_error(
+        client.post("/collections/handbook/reembed", json={"model": "./no/such/folder"}),
+        422,
+        "invalid_input",
+    )
+    assert_error(client.post("/collections/handbook/reembed", json={}), 422, "validation_error")
+    response = client.post(
+        "/collections/handbook/reembed", content=b"model", headers={"content-type": "text/plain"}
+    )
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_interrupted_reembed_jobs_are_settled_by_what_the_collection_records(client):
+    state = client.app.state.rag
+    kb = state.services.kb
+    kb.create_collection("handbook")
+    with kb.sessions.begin() as session:
+        for job_id, model in (("a" * 32, "hashing-256"), ("b" * 32, "hashing-32")):
+            session.add(
+                IngestJob(
+                    id=job_id,
+                    collection="handbook",
+                    filename=f"re-embed with {model}",
+                    status=JobStatus.RUNNING.value,
+                    options={"kind": "reembed", "model": model},
+                )
+            )
+    jobs = ReembedJobs(kb, state.services.embedders, 16)
+    assert sorted(jobs.recover()) == ["a" * 32, "b" * 32]
+    # The collection records hashing-256: the first job's swap committed, the second's did not.
+    assert client.get(f"/jobs/{'a' * 32}").json()["status"] == "succeeded"
+    failed = client.get(f"/jobs/{'b' * 32}").json()
+    assert failed["status"] == "failed" and failed["error_code"] == "interrupted"
+    assert "old vectors" in failed["error"]

@@ -151,3 +151,41 @@ def test_ingest_reports_a_refused_file_and_stores_nothing(env, pdfs_dir: Path, t
         assert doc["id"] is None and doc["error"] and doc["error_code"]
     code, out = run(env, "docs", "list", "--json")
     assert code == 0 and json.loads(out)["total"] == 0
+
+
+def test_collections_reembed_json_and_exit_codes(env, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "tea.md").write_text("Green tea is steamed or pan-fired soon after picking.")
+    (folder / "coffee.md").write_text("Espresso is brewed by forcing hot water through coffee.")
+    assert run(env, "ingest", str(folder), "--json", "-c", "drinks")[0] == 0
+    code, out = run(env, "collections", "list", "--json")
+    (info,) = json.loads(out)["collections"]
+    assert (info["embedding_model"], info["embedding_dim"]) == ("hashing-256", 256)
+
+    code, out = run(env, "collections", "reembed", "drinks", "--model", "hashing:32", "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["collection"] == "drinks" and result["chunks"] == 2
+    assert (result["model"], result["dimension"], result["previous_model"]) == (
+        "hashing-32",
+        32,
+        "hashing-256",
+    )
+    (info,) = json.loads(run(env, "collections", "list", "--json")[1])["collections"]
+    assert (info["embedding_model"], info["embedding_dim"]) == ("hashing-32", 32)
+
+    # Asking uses the collection's model, whatever RAG_EMBEDDING__MODEL says.
+    code, out = run(env, "ask", "green tea picking", "--json", "-c", "drinks")
+    assert code == 0 and json.loads(out)["citations"][0]["filename"] == "tea.md"
+    # Adding with another model would mix vectors: refused, exit 1, nothing stored.
+    (folder / "milk.md").write_text("Milk foam tops a cappuccino.")
+    code, _ = run(env, "ingest", str(folder / "milk.md"), "--json", "-c", "drinks")
+    assert code == 1
+    assert json.loads(run(env, "docs", "list", "--json", "-c", "drinks")[1])["total"] == 2
+    assert run({**env, "RAG_EMBEDDING__MODEL": "hashing-32"}, "ingest", str(folder))[0] == 0
+
+    assert run(env, "collections", "reembed", "nope", "--model", "hashing:32")[0] == 1
+    assert run(env, "collections", "reembed", "drinks", "--model", "./no/such/folder")[0] == 2
+    assert run(env, "collections", "reembed", "drinks")[0] == 2  # --model is required
+    assert run(env, "doctor", "--json")[0] == 0
