@@ -73,6 +73,9 @@ _BLOCKS = (
 _CELLS = ("td", "th")
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-]+)", re.IGNORECASE)
 _BLOCK_MARK = "\n\n"
+_WHITESPACE = re.compile(r"\s+")
+_DROPPED_SET = frozenset(_DROPPED)
+_BLOCKS_SET = frozenset(_BLOCKS)
 
 # Landmarks and ARIA roles around, not in, the content.
 _LANDMARKS = frozenset({"header", "footer", "aside", "form", "menu", "dialog"})
@@ -179,24 +182,30 @@ def html_to_text(markup: str, *, main_content: bool = False, title: bool = True)
 
     soup = BeautifulSoup(markup, "html.parser")
     title_text = " ".join(soup.title.get_text(" ").split()) if soup.title and title else ""
-    for element in soup.find_all(_DROPPED):
-        element.decompose()
+    for element in soup.find_all(True):  # one walk: matching a tag list per tag is slow
+        if element.name in _DROPPED_SET and not element.decomposed:
+            element.decompose()
     if main_content:
         remove_boilerplate(soup.body or soup)
+    # Looked up once: asking each string for a <pre> ancestor is a tree walk.
+    preformatted = {id(s) for pre in soup.find_all("pre") for s in pre.find_all(string=True)}
     for string in soup.find_all(string=True):
         # Comments, the doctype, CDATA and processing instructions are
         # NavigableString subclasses; none of them is visible text.
         if type(string) is not NavigableString:
             string.extract()
-        elif string.find_parent("pre") is None:
-            string.replace_with(re.sub(r"\s+", " ", str(string)))
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for cell in soup.find_all(_CELLS):
-        cell.insert_after(" ")
-    for block in soup.find_all(_BLOCKS):
-        block.insert_before(_BLOCK_MARK)
-        block.insert_after(_BLOCK_MARK)
+        elif id(string) not in preformatted:
+            collapsed = _WHITESPACE.sub(" ", string)
+            if collapsed != string:
+                string.replace_with(collapsed)
+    for tag in soup.find_all(True):
+        if tag.name == "br":
+            tag.replace_with("\n")
+        elif tag.name in _CELLS:
+            tag.insert_after(" ")
+        elif tag.name in _BLOCKS_SET:
+            tag.insert_before(_BLOCK_MARK)
+            tag.insert_after(_BLOCK_MARK)
 
     lines = [line.strip() for line in soup.get_text().split("\n")]
     body = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
