@@ -21,7 +21,6 @@ from rag.errors import InvalidInput
 from rag.query.markup import (
     CITATION_MARKER,
     answer_spans,
-    cite_sentence,
     marker_numbers,
     strip_citation_markers,
     strip_template_tokens,
@@ -225,8 +224,6 @@ class CitationCheckRule:
     * A citation is kept only when at least ``min_overlap`` of the sentence's
       content terms (:func:`rag.text.terms.term_set`, so Chinese works) occur
       in the cited chunk.
-    * A sentence that cites nothing but of whose terms one source holds at
-      least ``attach_overlap`` is cited to that source (the best one).
     * A sentence is supported when it keeps a citation, or cites nothing and
       reaches ``min_overlap`` with some source, unless all its terms are the
       question's (it restates the question). If the answer then cites
@@ -243,7 +240,6 @@ class CitationCheckRule:
         fallback: FallbackAnswer,
         min_overlap: float = 0.3,
         min_supported_share: float = 0.5,
-        attach_overlap: float = 0.5,
     ) -> None:
         """Build the rule.
 
@@ -251,9 +247,6 @@ class CitationCheckRule:
             fallback: Extractive answer builder, ``fallback(sources, question)``.
             min_overlap: Share of a sentence's terms the cited chunk must hold.
             min_supported_share: Share of sentences that must be supported.
-            attach_overlap: Share of an uncited sentence's terms a source must hold
-                for the rule to cite that source after it. Higher than
-                ``min_overlap``: adding a citation claims more than keeping one.
 
         Raises:
             InvalidInput: For a share outside [0, 1].
@@ -261,14 +254,12 @@ class CitationCheckRule:
         for label, value in (
             ("min_citation_overlap", min_overlap),
             ("min_supported_share", min_supported_share),
-            ("attach_overlap", attach_overlap),
         ):
             if not 0.0 <= value <= 1.0:
                 raise InvalidInput(f"{label} must be between 0 and 1, got {value}")
         self.fallback = fallback
         self.min_overlap = min_overlap
         self.min_supported_share = min_supported_share
-        self.attach_overlap = attach_overlap
 
     def _use_fallback(self, draft: AnswerDraft, reason: str) -> AnswerDraft:
         text = self.fallback(draft.sources, draft.question).strip()
@@ -298,7 +289,6 @@ class CitationCheckRule:
         pieces: list[str] = []
         removed_invalid: list[int] = []
         removed_unsupported: list[int] = []
-        attached: list[int] = []
         # A sentence made only of the question's own terms ("Normandy." for "In what
         # country is Normandy?") restates the question: it is never supported.
         asked = term_set(draft.question)
@@ -332,16 +322,6 @@ class CitationCheckRule:
             out.append(sentence[position:])
             piece = "".join(out)
             echo = bool(terms) and terms <= asked
-            if not markers and terms and not echo and not says_not_found(plain) and draft.sources:
-                # A grounded sentence the model forgot to cite gets the source it quotes.
-                share, number = max(
-                    (term_overlap(terms, terms_of(n)), -n) for n in range(1, len(draft.sources) + 1)
-                )
-                if share >= self.attach_overlap:
-                    space = piece[len(piece.rstrip()) :]
-                    piece = cite_sentence(piece, -number) + space
-                    kept_here.append(-number)
-                    attached.append(-number)
             pieces.append(piece)
             kept_any = kept_any or bool(kept_here)
             if terms and not says_not_found(plain):
@@ -363,8 +343,6 @@ class CitationCheckRule:
             notes.append(f"citations to no source removed: {sorted(set(removed_invalid))}")
         if removed_unsupported:
             notes.append(f"unsupported citations removed: {sorted(set(removed_unsupported))}")
-        if attached:
-            notes.append(f"citations added to uncited sentences: {attached}")
         if echoes:
             notes.append(f"sentences that only repeat the question: {echoes}")
         if not kept_any:

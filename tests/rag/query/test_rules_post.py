@@ -164,7 +164,7 @@ def test_marker_after_full_stop_belongs_to_previous_sentence() -> None:
 def test_no_citation_uses_fallback() -> None:
     fallback = RecordingFallback()
     out = CitationCheckRule(fallback).apply(
-        draft("Aspirin relieves headaches quickly.", question="what first?")
+        draft("Metformin is the first-line treatment.", question="what first?")
     )
     assert out.text == fallback.answer
     assert out.flags.fallback_used and not out.flags.not_found
@@ -182,35 +182,13 @@ def test_mostly_unsupported_answer_uses_fallback() -> None:
     assert any("1 of 3" in n for n in out.notes)
 
 
-def test_uncited_but_grounded_sentence_is_cited_to_its_source() -> None:
+def test_uncited_but_grounded_sentence_counts_as_supported() -> None:
     text = (
         "Metformin is the first-line treatment for type 2 diabetes [1]. "
         "Insulin is used when oral drugs fail."
     )
-    out = CitationCheckRule(RecordingFallback()).apply(draft(text))
-    assert out.text == (
-        "Metformin is the first-line treatment for type 2 diabetes [1]. "
-        "Insulin is used when oral drugs fail [2]."
-    )
-    assert not out.flags.fallback_used and any("added" in n and "[2]" in n for n in out.notes)
-
-
-def test_an_uncited_answer_is_kept_when_a_source_holds_it() -> None:
-    out = CitationCheckRule(RecordingFallback()).apply(
-        draft("Metformin is the first-line treatment.")
-    )
-    assert out.text == "Metformin is the first-line treatment [1]." and not out.flags.fallback_used
-    zh = CitationCheckRule(RecordingFallback()).apply(
-        draft("胰岛素用于口服药物无法控制血糖的患者。", ZH_SOURCES)
-    )
-    assert zh.text == "胰岛素用于口服药物无法控制血糖的患者[2]。"
-
-
-def test_a_loosely_related_sentence_is_not_cited() -> None:
-    # Shares "metformin" and "diabetes" with source 1 (2 of 5 terms: below attach_overlap 0.5).
-    text = "Metformin is the first-line treatment for type 2 diabetes [1]. Metformin cures diabetes forever in cats."
-    out = CitationCheckRule(RecordingFallback()).apply(draft(text))
-    assert out.text.endswith("in cats.")
+    before = draft(text)
+    assert CitationCheckRule(RecordingFallback()).apply(before) is before
 
 
 @pytest.mark.parametrize(
