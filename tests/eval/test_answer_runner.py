@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 SQUAD_EXTRACTIVE_FLOORS = {
     "contains_gold": 0.45,  # measured 0.50
     "f1": 0.08,  # 0.095
-    "first_sentence_f1": 0.09,  # 0.105
+    "first_sentence_f1": 0.3,  # 0.381 (0.105 before the answer phrase led)
     "gold_doc_cited": 0.95,  # 1.00 (one document)
     "citation_recall": 0.9,  # 1.00: quoted sentences
     "citation_precision": 0.9,  # 1.00
@@ -32,7 +32,7 @@ SQUAD_EXTRACTIVE_FLOORS = {
 CMRC_EXTRACTIVE_FLOORS = {
     "contains_gold": 0.85,  # measured 0.90
     "f1": 0.44,  # 0.489
-    "first_sentence_f1": 0.46,  # 0.511
+    "first_sentence_f1": 0.5,  # 0.552 (0.511 before the answer phrase led)
     "gold_doc_cited": 0.95,  # 1.00
     "citation_recall": 0.9,  # 1.00
     "citation_precision": 0.9,  # 1.00
