@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 __all__ = ["browser_page"]  # the fixture, imported so pytest finds it here
 
 TEXTS = {
-    "alpha": "Falcon research budget.\n\nThe alpha team's falcon budget is 4217 euros a year.",
-    "hq-ledger": "Falcon research budget.\n\nThe ledger's falcon budget is 5560 euros a year.",
+    "alpha": "The alpha team's falcon research budget is 4217 euros a year.",
+    "hq-ledger": "The ledger's falcon research budget is 5560 euros a year.",
 }
 
 
@@ -85,5 +85,7 @@ def test_the_page_shows_only_the_tenants_collection(
     expect(answer).to_have_class(re.compile(r"\bdone\b"), timeout=TIMEOUT_MS)
     text = answer.inner_text()
     assert "4217" in text and "5560" not in text and "hq-ledger" not in text, text
+    expect(answer.locator(".source-list li")).to_have_count(1)
+    expect(answer.locator(".source-list li").first).to_contain_text("alpha.txt")
     assert "hq-ledger" not in page.content()
     assert not failures, failures
