@@ -67,6 +67,10 @@ _HYPHEN_END = re.compile(r"[A-Za-z0-9]-$")
 # A Markdown table row ("| a | b |", from a parser's table): kept on its own
 # line and never taken for a running header, so the table stays a table.
 _TABLE_ROW = re.compile(r"^\|.*\|$")
+# A Markdown heading ("# Sheet2", "## Slide 3", from a structured parser):
+# every page of a workbook starts with one that differs only in its digits,
+# which is what a running header looks like; it is kept.
+_HEADING = re.compile(r"^#{1,6}\s+\S")
 # Chinese text uses the curly quotes as its own punctuation; a quote next to
 # a CJK character belongs to the CJK text for spacing and line joining.
 _QUOTES = "[“”‘’]*"
@@ -153,6 +157,7 @@ def _drop_edges(lines: list[str], repeated: set[str]) -> list[str]:
         i
         for i in head + tail
         if not _TABLE_ROW.match(lines[i])
+        and not _HEADING.match(lines[i])
         and (is_page_number(lines[i]) or _is_repeated(_line_key(lines[i]), repeated))
     }
     return [line for i, line in enumerate(lines) if i not in drop]

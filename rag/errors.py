@@ -37,7 +37,7 @@ class InvalidInput(RagError):
 
 
 class UnsupportedFileType(RagError):
-    """The bytes are not a PDF, text, Markdown or HTML file."""
+    """The bytes are not a file type the parsers read (see ``ingest.sniff``)."""
 
     code = "unsupported_file_type"
 

@@ -67,8 +67,8 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return.")]
         413: {"model": ErrorResponse, "description": "A file is over the size limit"},
         415: {
             "model": ErrorResponse,
-            "description": "A file is not PDF, text, Markdown or HTML, or the body is not "
-            "multipart/form-data",
+            "description": "A file is not a supported type (PDF, Office, CSV, EPUB, ODT, "
+            "text, Markdown, HTML), or the body is not multipart/form-data",
         },
         422: {
             "model": ErrorResponse,

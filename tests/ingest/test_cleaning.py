@@ -203,3 +203,12 @@ def test_empty_pages_are_dropped_and_numbering_is_kept() -> None:
 def test_no_text_at_all_gives_an_empty_clean_text() -> None:
     result = clean_pages([Page(1, ""), Page(2, " \n")])
     assert (result.text, result.page_starts, result.page_numbers) == ("", (), ())
+
+
+def test_markdown_headings_of_structured_pages_are_not_running_headers() -> None:
+    # A workbook's pages each open with their sheet's name: "# Sheet1", "# Sheet2", ...
+    pages = [
+        Page(n, f"# Sheet{n}\n| item | qty |\n|-|-|\n| bolt {n} | {n * 10} |") for n in range(1, 5)
+    ]
+    text = clean_pages(pages).text
+    assert all(f"# Sheet{n}" in text for n in range(1, 5)), text
