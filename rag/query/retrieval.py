@@ -149,7 +149,8 @@ class HybridRetriever:
         """The cosine gate for ``model``: its own from ``dense_gates``, else the general one."""
         s = self.settings
         name = self.embedders.get(model).name if model else self.embedder.name
-        return s.dense_gates.get(name, DenseGate(min_score=s.min_dense_score, cjk=s.dense_gate_cjk))
+        cjk = s.min_dense_score if s.dense_gate_cjk else None
+        return s.dense_gates.get(name, DenseGate(min_score=s.min_dense_score, min_score_cjk=cjk))
 
     def retrieve(
         self,
@@ -396,9 +397,10 @@ class HybridRetriever:
             # Chinese questions are gated on BM25 alone. CMRC 2018 trial (eval/calibrate.py):
             # shares 0.05/0.08/0.12/0.15 keep 99.7/99.7/99.7/99.6% of its 1,002 questions
             # and refuse 10/15/30/50% of 20 off-topic ones.
-            # A multilingual model's gate (dense_gates) may say cjk=True.
+            # A multilingual model's gate (dense_gates) has a Chinese threshold.
             dense_ok = any(
-                gates[m].cjk and best >= gates[m].min_score for m, best in best_dense.items()
+                gates[m].min_score_cjk is not None and best >= gates[m].min_score_cjk
+                for m, best in best_dense.items()
             )
             sparse_ok = best_sparse >= s.min_sparse_share_cjk
         else:

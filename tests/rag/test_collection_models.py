@@ -253,10 +253,16 @@ def test_dense_gate_per_model(services: Services) -> None:
     retriever = services.retriever()
     e5 = retriever.dense_gate("multilingual-e5-small")
     general = retriever.dense_gate("")
-    assert e5.cjk and e5.min_score > general.min_score
+    assert e5.min_score_cjk is not None and e5.min_score_cjk > e5.min_score > general.min_score
+    assert general.min_score_cjk is None  # dense_gate_cjk is off by default
     assert general.min_score == services.settings.retrieval.min_dense_score
     # A CJK question passes the cosine gate only under a model whose gate allows it.
-    assert retriever._clears_threshold("dense", {"multilingual-e5-small": 0.99}, 0.0, cjk=True)
+    assert retriever._clears_threshold("dense", {"multilingual-e5-small": 0.9}, 0.0, cjk=True)
+    assert not retriever._clears_threshold("dense", {"multilingual-e5-small": 0.85}, 0.0, cjk=True)
+    assert retriever._clears_threshold("dense", {"multilingual-e5-small": 0.85}, 0.0)
     assert not retriever._clears_threshold("dense", {"hashing-64": 0.99}, 0.0, cjk=True)
     assert not retriever._clears_threshold("dense", {"multilingual-e5-small": 0.5}, 0.0)
     assert retriever._clears_threshold("dense", {"hashing-64": 0.5}, 0.0)
+    # Several models asked at once: any model's own gate may pass the question.
+    both = {"hashing-64": 0.1, "multilingual-e5-small": 0.9}
+    assert retriever._clears_threshold("hybrid", both, 0.0)

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from rag.db.models import ChunkRow
 from rag.faults import ENV_VAR, KILL_POINTS
 from rag.services import build_services
 from tests.conftest import fast_settings
@@ -48,6 +50,12 @@ PLAN: list[tuple[str, str, int]] = [
     ("ingest", "commit.sql_done", 3),
     ("doctor", "persist.between_files", 1),
     ("ingest", "embed.batch", 5),
+    # Re-embedding with the other hashing model: killed before its SQL commit the
+    # collection keeps the old model whole, after it the new one.
+    ("reembed", "reembed.batch", 2),
+    ("reembed", "reembed.built", 1),
+    ("reembed", "reembed.sql_done", 1),
+    ("reembed", "persist.between_files", 1),
     ("collection", "collection_delete.sql_done", 1),
     ("ingest", "commit.sql_done", 1),
     ("ingest", "embed.batch", 2),
@@ -73,11 +81,15 @@ def _corpus(folder: Path, step: int) -> list[str]:
     return markers
 
 
-def _env(data: Path, kill: str | None = None) -> dict[str, str]:
+# The two models re-embedding alternates between (64 is every other command's).
+MODELS = {"hashing-64": "hashing:64", "hashing-32": "hashing:32"}
+
+
+def _env(data: Path, kill: str | None = None, model: str = "hashing:64") -> dict[str, str]:
     env = {
         **os.environ,
         "RAG_DATA_DIR": str(data),
-        "RAG_EMBEDDING__MODEL": "hashing:64",
+        "RAG_EMBEDDING__MODEL": model,
         "RAG_GENERATOR__BACKEND": "extractive",
         "RAG_INGEST__EMBED_BATCH_CHUNKS": "16",
         # Checkpoints every second write, so kills inside index saves land mid-run.
@@ -107,7 +119,32 @@ def _assert_consistent(data: Path, step: object) -> list[str]:
         services.close()
 
 
-def _command(kind: str, corpus: Path, ready: list[str]) -> list[str]:
+def _recorded_model(data: Path, step: object) -> str:
+    """The default collection's model, checked to be whole: SQL vectors and index agree with it."""
+    services = build_services(fast_settings(data, embedding={"model": "hashing:64"}))
+    try:
+        info = services.kb.get_collection("default")
+        assert info.embedding_model in MODELS, (step, info)
+        dim = int(info.embedding_model.removeprefix("hashing-"))
+        assert info.embedding_dim == dim, (step, info)
+        with services.kb.sessions() as session:
+            sizes = set(session.scalars(select(func.length(ChunkRow.embedding))).all())
+        assert sizes == {dim * 4}, (step, sizes)  # float32: never two models' vectors mixed
+        indexes = services.kb._collection_indexes(info.id)
+        assert indexes.vectors is not None and indexes.vectors.dim == dim, step
+        return info.embedding_model
+    finally:
+        services.close()
+
+
+def _model_name(spec: str) -> str:
+    return next(name for name, value in MODELS.items() if value == spec)
+
+
+def _command(kind: str, corpus: Path, ready: list[str], model: str = "hashing:64") -> list[str]:
+    if kind == "reembed":
+        other = next(spec for spec in MODELS.values() if spec != model)
+        return [*RAG, "collections", "reembed", "default", "--model", other, "--json"]
     if kind == "ingest":
         return [*RAG, "ingest", str(corpus), "--json"]
     if kind == "doctor":
@@ -135,6 +172,7 @@ def test_sigkill_at_every_point_leaves_consistent_stores(tmp_path: Path) -> None
     data = tmp_path / "data"
     folders: dict[Path, list[str]] = {}
     ready: list[str] = []
+    model = "hashing:64"  # the default collection's, which every command must use
     for number, step in enumerate(PLAN):
         kind, point, nth = step
         corpus = tmp_path / f"corpus{number:02d}"
@@ -144,22 +182,32 @@ def test_sigkill_at_every_point_leaves_consistent_stores(tmp_path: Path) -> None
             # Replay happens on start only when the journal is ahead of the files.
             _leave_unreplayed_journal(corpus, data)
         proc = subprocess.run(
-            _command(kind, corpus, ready), env=_env(data, f"{point}:{nth}"), capture_output=True
+            _command(kind, corpus, ready, model),
+            env=_env(data, f"{point}:{nth}", model),
+            capture_output=True,
         )
         assert proc.returncode == -signal.SIGKILL, (
             f"{step}: the kill point was never reached (exit {proc.returncode}); "
             f"stderr: {proc.stderr[-2000:]!r}"
         )
         ready = _assert_consistent(data, step)
+        if kind == "reembed":
+            recorded = _recorded_model(data, step)
+            # Before the SQL commit the old model stays; from it on, the new one.
+            swapped = point not in ("reembed.batch", "reembed.built")
+            assert (recorded != _model_name(model)) == swapped, step
+            model = MODELS[recorded]
+        elif kind == "collection":
+            model = "hashing:64"  # the next ingest makes a new default collection
         doctor = subprocess.run(
-            _command("doctor", corpus, ready), env=_env(data), capture_output=True
+            _command("doctor", corpus, ready), env=_env(data, model=model), capture_output=True
         )
         assert doctor.returncode == 0, (step, doctor.stdout[-2000:])
 
     # Ingest everything again: what was interrupted is added, what is ready stays.
     final = subprocess.run(
         [*RAG, "ingest", *map(str, folders), "--json"],
-        env=_env(data),
+        env=_env(data, model=model),
         capture_output=True,
         timeout=600,
     )
