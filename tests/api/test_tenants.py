@@ -172,6 +172,19 @@ ROUTE_CASES: dict[tuple[str, str], RouteCase] = {
         200,
         destructive=True,
     ),
+    ("POST", "/collections/{name}/reembed"): RouteCase(
+        (
+            Attempt(
+                lambda w: _post("/collections/alpha/reembed", {"model": "hashing:128"}),
+                404,
+                lambda w: "alpha",
+            ),
+        ),
+        lambda w: _post("/collections/alpha/reembed", {"model": "hashing:128"}),
+        "a",
+        202,
+        destructive=True,  # a background job over the collection: after the other controls
+    ),
     ("POST", "/documents"): RouteCase(
         (
             Attempt(
