@@ -240,7 +240,10 @@ class GeneratorSettings(BaseModel):
     """The answer generator."""
 
     backend: Literal["transformers", "openai", "extractive"] = Field(
-        "transformers", description="Which generator answers."
+        "extractive",
+        description="Which generator answers: 'extractive' (the answer phrase and its source "
+        "sentence, quoted; the default, see the README's answer evaluation), 'transformers' "
+        "(the bundled SmolLM2 or a local model) or 'openai' (a served model).",
     )
     model: str = Field(
         "bundled",
