@@ -57,7 +57,7 @@ class ReembedJobs:
 
         Raises:
             CollectionNotFound: No such collection.
-            InvalidInput: The model cannot be loaded.
+            EmbeddingModelNotFound: The model cannot be loaded.
         """
         info = self.kb.get_collection(collection)
         embedder = load_embedder(self.embedders, model)

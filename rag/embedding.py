@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rag.errors import ConfigError, EmbeddingMismatch, InvalidInput
+from rag.errors import ConfigError, EmbeddingMismatch, EmbeddingModelNotFound, InvalidInput
 from rag.hardware import cpu_has_fast_bf16, usable_cores
 from rag.settings import EmbeddingSettings
 from rag.text.language import ANY_LANGUAGE
@@ -476,7 +476,8 @@ def load_embedder(embedders: EmbedderProvider, model: str) -> Embedder:
     """The embedder of ``model``, loaded now so a bad name fails before any work.
 
     Raises:
-        InvalidInput: The model cannot be loaded (a wrong name or folder).
+        InvalidInput: The name is empty.
+        EmbeddingModelNotFound: The model cannot be loaded (a wrong name or folder).
     """
     if not model.strip():
         raise InvalidInput("model must name an embedding model, got an empty string")
@@ -484,7 +485,7 @@ def load_embedder(embedders: EmbedderProvider, model: str) -> Embedder:
         embedder = embedders.get(model)
         _ = embedder.dimension  # loads the weights
     except ConfigError as exc:
-        raise InvalidInput(
+        raise EmbeddingModelNotFound(
             f"cannot use embedding model {model!r}: {exc.message}", details={"model": model}
         ) from exc
     return embedder

@@ -96,6 +96,18 @@ class ChatNotFound(NotFound):
     code = "chat_not_found"
 
 
+class PageNotFound(NotFound):
+    """The document has no such page, or no page image (only PDF pages render)."""
+
+    code = "page_not_found"
+
+
+class EmbeddingModelNotFound(NotFound):
+    """No embedding model of that name can be loaded here (no such folder or known name)."""
+
+    code = "model_not_found"
+
+
 class Conflict(RagError):
     """The request conflicts with the current state (e.g. collection exists)."""
 

@@ -27,7 +27,7 @@ from api.schemas import (
 from api.worker import UploadedFile
 from ingest.service import display_name
 from ingest.sniff import SUPPORTED_MEDIA_TYPES
-from rag.errors import InvalidInput, ParseError
+from rag.errors import InvalidInput, PageNotFound, ParseError
 
 router = APIRouter(tags=["documents"], responses=ERROR_RESPONSES)
 
@@ -211,7 +211,7 @@ async def document_page_image(
         float, Query(ge=0.25, le=4.0, description="Pixels per PDF point (1.5 = 108 dpi).")
     ] = 1.5,
 ) -> Response:
-    """One page of a PDF rendered as PNG (for the viewer); 422 for other formats."""
+    """One page of a PDF rendered as PNG (for the viewer); 404 for other formats."""
     from ingest.page_view import render_page_png, renders_as_image
 
     kb = state.services.kb
@@ -219,7 +219,7 @@ async def document_page_image(
     def render() -> bytes:
         doc = access.document(kb, doc_id)
         if not renders_as_image(doc.media_type):
-            raise InvalidInput(
+            raise PageNotFound(
                 f"document {doc_id!r} is {doc.media_type or 'not a PDF'}; only PDF pages "
                 f"render as images: GET /documents/{doc_id}/pages/{page} gives the page's text"
             )
@@ -248,7 +248,9 @@ async def document_page(
     def view() -> dict:
         doc = access.document(kb, doc_id)
         if not 1 <= page <= max(doc.pages, 1):
-            raise InvalidInput(f"page must be between 1 and {max(doc.pages, 1)}, got {page}")
+            raise PageNotFound(
+                f"the document has pages 1 to {max(doc.pages, 1)}; there is no page {page}"
+            )
         chunks = kb.document_chunks(doc_id)
         shown = page_text(chunks, page, chunk_id)
         image_url, boxes = None, []

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from rag.errors import InvalidInput, QueryRejected, RagError
+from rag.errors import EmbeddingModelNotFound, InvalidInput, QueryRejected, RagError
 from rag.settings import Settings, load_settings
 
 EXIT_OK = 0
@@ -60,7 +60,7 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (InvalidInput, QueryRejected) as exc:
+        except (InvalidInput, QueryRejected, EmbeddingModelNotFound) as exc:
             err.print(f"[red]error:[/red] {exc.message}", highlight=False)
             raise typer.Exit(EXIT_USAGE) from exc
         except RagError as exc:

@@ -74,8 +74,8 @@ def test_reembed_route_errors(client, pdfs_dir: Path):
     client.post("/collections", json={"name": "handbook"})
     assert_error(
         client.post("/collections/handbook/reembed", json={"model": "./no/such/folder"}),
-        422,
-        "invalid_input",
+        404,
+        "model_not_found",
     )
     assert_error(client.post("/collections/handbook/reembed", json={}), 422, "validation_error")
     response = client.post(

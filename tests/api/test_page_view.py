@@ -35,7 +35,7 @@ def test_pdf_page_renders_as_png_at_the_page_size(client, pdfs_dir: Path) -> Non
     assert image.size == (round(float(width) * 1.5), round(float(height) * 1.5))  # 1.5 px/pt
     small = Image.open(io.BytesIO(client.get(f"/documents/{doc_id}/pages/2.png?scale=0.5").content))
     assert small.size == (round(float(width) * 0.5), round(float(height) * 0.5))
-    assert_error(client.get(f"/documents/{doc_id}/pages/9.png"), 422, "invalid_input")
+    assert_error(client.get(f"/documents/{doc_id}/pages/9.png"), 404, "page_not_found")
 
 
 def test_cited_chunk_is_marked_in_the_page_text_and_boxed_on_the_image(
@@ -54,7 +54,7 @@ def test_cited_chunk_is_marked_in_the_page_text_and_boxed_on_the_image(
     # Without a chunk there is nothing to mark, but the page is still shown.
     plain = client.get(f"/documents/{doc_id}/pages/2").json()
     assert plain["highlight_start"] is None and plain["boxes"] == []
-    assert_error(client.get(f"/documents/{doc_id}/pages/4"), 422, "invalid_input")
+    assert_error(client.get(f"/documents/{doc_id}/pages/4"), 404, "page_not_found")
 
 
 def test_text_documents_get_the_text_view_and_no_image(client, tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_text_documents_get_the_text_view_and_no_image(client, tmp_path: Path) -
     view = client.get(f"/documents/{doc_id}/pages/1?chunk_id={chunks[0]['id']}").json()
     assert view["image_url"] is None and view["boxes"] == []
     assert "1,480 rpm" in view["text"][view["highlight_start"] : view["highlight_end"]]
-    assert_error(client.get(f"/documents/{doc_id}/pages/1.png"), 422, "invalid_input")
+    assert_error(client.get(f"/documents/{doc_id}/pages/1.png"), 404, "page_not_found")
 
 
 def test_page_routes_need_the_api_key(make_client, pdfs_dir: Path) -> None:

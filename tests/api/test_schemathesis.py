@@ -152,7 +152,15 @@ def test_stateful_sequences_in_this_process(api_schema: Any) -> None:
     worker = api_schema.app.state.rag.worker
     worker.stop()
     worker.start = lambda: None  # accept() restarts it otherwise
-    machine = api_schema.as_state_machine()
+    reembeds = api_schema.app.state.rag.reembeds  # re-embedding jobs wait the same way
+    reembeds.stop()
+    reembeds._start = lambda: None
+    # Re-embedding is left out of the chains: its 202 depends on whether the collection already
+    # has a re-embedding queued from an earlier example, so hypothesis' replays of the same
+    # choices diverge (FlakyStrategyDefinition: "a bundle that was unexpectedly empty"). The
+    # per-operation run above fuzzes the route; tests/api/test_collections.py and the crash
+    # test's reembed.* kill points cover its sequences.
+    machine = api_schema.exclude(path="/collections/{name}/reembed").as_state_machine()
 
     class Machine(machine):  # type: ignore[misc, valid-type]
         def before_call(self, case: Any) -> None:
@@ -178,6 +186,8 @@ def test_stateful_sequences_in_this_process(api_schema: Any) -> None:
     # Let the worker finish what was queued, so the fixture's check sees final states.
     del worker.start
     worker.start()
+    del reembeds._start
+    reembeds._start()
     kb = api_schema.app.state.rag.services.kb
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -133,6 +133,8 @@ class RouteCase:
     control_key: str
     control_status: int
     destructive: bool = False
+    # The error code the rightful key gets, where its status alone could read as the scope's 404.
+    control_code: str | None = None
 
 
 def _ask(**extra: Any) -> Callable[[World], Request]:
@@ -243,12 +245,14 @@ ROUTE_CASES: dict[tuple[str, str], RouteCase] = {
         "a",
         200,
     ),
-    # A text document has no page image: the owner's 422 shows the request got past the scope.
+    # A text document has no page image: the owner's page_not_found (not document_not_found)
+    # shows the request got past the scope.
     ("GET", "/documents/{doc_id}/pages/{page}.png"): RouteCase(
         (Attempt(lambda w: _get(f"/documents/{w.a_doc}/pages/1.png"), 404, lambda w: w.a_doc),),
         lambda w: _get(f"/documents/{w.a_doc}/pages/1.png"),
         "a",
-        422,
+        404,
+        control_code="page_not_found",
     ),
     ("DELETE", "/documents/{doc_id}"): RouteCase(
         (Attempt(lambda w: _delete(f"/documents/{w.a_doc}"), 404, lambda w: w.a_doc),),
@@ -508,6 +512,8 @@ def test_each_route_works_for_its_rightful_key(world: World) -> None:
         assert response.status_code == case.control_status, (
             f"{case.control_key}: {method} {path}: {response.text[:300]}"
         )
+        if case.control_code is not None:
+            assert response.json()["error"]["code"] == case.control_code, response.text[:300]
 
 
 def test_searches_with_no_collection_named_stay_in_the_tenants_collections(world: World) -> None:

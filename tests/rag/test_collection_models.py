@@ -21,7 +21,7 @@ from rag.embedding import (
     canonical_model_name,
     load_embedder,
 )
-from rag.errors import ConfigError, EmbeddingMismatch, InvalidInput
+from rag.errors import ConfigError, EmbeddingMismatch, EmbeddingModelNotFound, InvalidInput
 from rag.query.retrieval import HybridRetriever
 from rag.services import Services, build_services
 from rag.types import Chunk
@@ -77,12 +77,12 @@ def test_registry_builds_each_model_once() -> None:
         EmbedderRegistry(default, liar).get("hashing-8")
 
 
-def test_load_embedder_turns_an_unloadable_model_into_invalid_input() -> None:
+def test_load_embedder_turns_an_unloadable_model_into_model_not_found() -> None:
     def refuse(name: str) -> HashingEmbedder:
         raise ConfigError(f"embedding model folder {name} does not exist")
 
     registry = EmbedderRegistry(HashingEmbedder(64), refuse)
-    with pytest.raises(InvalidInput, match="cannot use embedding model './missing'"):
+    with pytest.raises(EmbeddingModelNotFound, match="cannot use embedding model './missing'"):
         load_embedder(registry, "./missing")
     with pytest.raises(InvalidInput, match="empty"):
         load_embedder(registry, " ")
