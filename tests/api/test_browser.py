@@ -192,6 +192,9 @@ def test_upload_ask_cite_delete(live_server: str, browser_page: object, pdfs_dir
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / "upload_ask_cite.png"), full_page=True)
 
+    # The panel widens when the cited page's image arrives; wait for it, so the close
+    # click cannot land while the layout moves (it did on a busy host).
+    expect(box.locator("#page-image-wrap")).to_be_visible(timeout=TIMEOUT_MS)
     page.click("#citation-close")
     expect(box).to_be_hidden()
 
