@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest.sniff import PDF
-from rag.errors import InvalidInput, ParseError
+from rag.errors import InvalidInput, PageNotFound, ParseError
 from rag.records import ChunkInfo
 
 # Page images are rendered at this many pixels per PDF point (1.5 = 108 dpi):
@@ -54,14 +54,15 @@ def _open_pdf(data: bytes) -> object:
 
 def _check_page(page: int, count: int) -> None:
     if not 1 <= page <= count:
-        raise InvalidInput(f"page must be between 1 and {count}, got {page}")
+        raise PageNotFound(f"the document has pages 1 to {count}; there is no page {page}")
 
 
 def render_page_png(data: bytes, page: int, *, scale: float = DEFAULT_SCALE) -> bytes:
     """PNG bytes of page ``page`` (1-based) of a PDF.
 
     Raises:
-        InvalidInput: the page or scale is out of range.
+        InvalidInput: the scale is out of range.
+        PageNotFound: the page is out of range.
         ParseError: the PDF cannot be opened by pdfium (encrypted, damaged).
     """
     if not 0.25 <= scale <= MAX_SCALE:
@@ -129,7 +130,7 @@ def highlight_boxes(data: bytes, page: int, cited: str) -> list[tuple[float, flo
     layer (a scan: its text came from OCR) or the text is not found.
 
     Raises:
-        InvalidInput: the page is out of range.
+        PageNotFound: the page is out of range.
         ParseError: the PDF cannot be opened by pdfium.
     """
     document = _open_pdf(data)
