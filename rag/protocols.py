@@ -6,11 +6,13 @@ is the one place that picks them from settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from rag.types import Chunk, CleanText, ParsedDocument, ScoredId
 
@@ -179,4 +181,115 @@ class Generator(Protocol):
 
     def stream(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int) -> Iterator[str]:
         """The completion as text pieces, as they are produced."""
+        ...
+
+
+AfterCommit = Callable[[], None]
+"""What a :class:`SearchStore` does once the SQL transaction it staged a change in commits."""
+
+
+@runtime_checkable
+class SearchStore(Protocol):
+    """Where each collection's chunks are searched: vectors (inner product) and BM25 terms.
+
+    The knowledge base owns the SQL rows (collections, documents, chunks with
+    their text and vector); a store indexes them. Every change is *staged*
+    inside the SQL transaction that changes the rows (``session`` is that
+    transaction, already flushed, so chunk ids exist) and returns what to do
+    after the commit. The file store (FAISS + BM25 files) writes a journal
+    entry in the transaction and changes its in-memory indexes after commit;
+    the Postgres store writes its tables in the transaction, so a commit is
+    the whole change and its after-commit step does nothing. Either way a
+    process killed at any point leaves SQL and the indexes in agreement on the
+    next start (:meth:`open`), and :meth:`indexed_ids` lets the consistency
+    check prove it.
+
+    The caller holds :meth:`writing` around the transaction and the
+    after-commit step of every write to a collection.
+    """
+
+    name: str  # "files" or "postgres": shown by `rag doctor` and the metrics
+
+    def open(self, collection_ids: Sequence[int]) -> None:
+        """Start-up: make these collections' indexes agree with SQL (journal replay)."""
+        ...
+
+    def writing(self, collection_id: int) -> AbstractContextManager[None]:
+        """Exclusive write access to one collection's indexes (threads and processes)."""
+        ...
+
+    def stage_add(
+        self,
+        session: Session,
+        collection_id: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        texts: Sequence[str],
+    ) -> AfterCommit:
+        """Index new chunks (ids int64, vectors float32 unit rows, texts) in ``session``."""
+        ...
+
+    def stage_remove(self, session: Session, collection_id: int, ids: Sequence[int]) -> AfterCommit:
+        """Unindex chunks; called before their SQL rows are deleted in ``session``."""
+        ...
+
+    def stage_reembed(
+        self, session: Session, collection_id: int, ids: np.ndarray, vectors: np.ndarray
+    ) -> AfterCommit:
+        """Replace every vector of the collection (ids: all its chunks, vectors: the new ones).
+
+        The vector size may change; the BM25 terms do not.
+        """
+        ...
+
+    def stage_drop(self, session: Session, collection_id: int) -> AfterCommit:
+        """Forget a collection whose rows are deleted in ``session``."""
+        ...
+
+    def stage_create(self, session: Session, collection_id: int) -> AfterCommit:
+        """A new collection got ``collection_id`` (discard anything an older one left under it)."""
+        ...
+
+    def search_dense(
+        self, collection_id: int, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[ScoredId]:
+        """Top ``k`` by inner product, only ``allowed`` ids when given (empty: nothing).
+
+        Raises:
+            EmbeddingMismatch: ``query`` has another size than the collection's vectors.
+        """
+        ...
+
+    def search_sparse(
+        self, collection_id: int, query: str, k: int, allowed: np.ndarray | None
+    ) -> list[ScoredId]:
+        """Top ``k`` by BM25 score (> 0 only) over the project's tokens of ``query``."""
+        ...
+
+    def sparse_ceiling(self, collection_id: int, query: str) -> float:
+        """The most any chunk could score for ``query``: every term matched, tf saturated."""
+        ...
+
+    def size(self, collection_id: int) -> int:
+        """Chunks indexed for keywords in the collection."""
+        ...
+
+    def indexed_ids(self, collection_id: int) -> tuple[set[int], set[int]]:
+        """(ids with a vector, ids with keyword terms) as the indexes hold them."""
+        ...
+
+    def restore(self, collection_id: int, missing: Sequence[int], extra: Sequence[int]) -> None:
+        """Repair: index ``missing`` chunks from their SQL rows, unindex ``extra`` ids."""
+        ...
+
+    def checkpoint(self) -> int:
+        """Save what is due (idle callers); returns how many collections were saved."""
+        ...
+
+    def flush(self) -> None:
+        """Save everything unsaved."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources."""
         ...

