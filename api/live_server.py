@@ -67,7 +67,7 @@ class ServerProcess:
         self.log = tempfile.TemporaryFile()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli.main", "serve", "--host", "127.0.0.1"]
+            [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1"]
             + ["--port", str(self.port)],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -22,8 +22,13 @@ from eval.beir import load_beir
 from eval.report import write_report
 from eval.runner import MODES, SCIFACT_REFERENCES, evaluate
 from rag.errors import RagError
+from rag.settings import Settings, load_settings
 
 console = Console(stderr=True)
+
+# Loads settings from a config path; the CLI passes one that also sets up logging on stderr,
+# so eval does not import the CLI (which imports eval).
+SettingsLoader = Callable[[str | None], Settings]
 
 
 @contextmanager
@@ -58,16 +63,15 @@ def run_eval_command(
     rrf_k: str | int | None = None,
     dense_weight: str | float | None = None,
     candidates: str | int | None = None,
+    settings_loader: SettingsLoader = load_settings,
 ) -> int:
     """Run an evaluation and write its report; returns the exit code (0 ok, 1 failed, 2 usage).
 
     ``rrf_k`` and ``dense_weight`` may be comma lists: each value adds a row
     (e.g. ``hybrid-rrf k=20``) computed on the same cached knowledge base.
     """
-    from rag.cli.common import cli_settings
-
     try:
-        settings = cli_settings(config)
+        settings = settings_loader(config)
         mode_list = [m.strip() for m in modes.split(",") if m.strip()]
         if k < 1:
             console.print(f"[red]error:[/red] --k must be >= 1, got {k}")
@@ -158,14 +162,15 @@ def run_user_eval_command(
     out_dir: Path | None,
     collections: tuple[str, ...],
     config: str | None,
+    *,
+    settings_loader: SettingsLoader = load_settings,
 ) -> int:
     """Evaluate an existing knowledge base on a JSONL file of questions; returns the exit code."""
     from eval.user_eval import COLUMNS, evaluate_user_questions, write_user_report
-    from rag.cli.common import cli_settings
     from rag.services import build_services
 
     try:
-        settings = cli_settings(config)
+        settings = settings_loader(config)
         mode_list = [m.strip() for m in modes.split(",") if m.strip()]
         unknown = [m for m in mode_list if m not in MODES]
         if unknown or k < 1:
@@ -200,6 +205,8 @@ def run_answer_eval_command(
     limit: int | None,
     out_dir: Path | None,
     config: str | None,
+    *,
+    settings_loader: SettingsLoader = load_settings,
 ) -> int:
     """Evaluate answers on a QA folder (``docs/`` + ``questions.jsonl``); returns the exit code.
 
@@ -215,10 +222,9 @@ def run_answer_eval_command(
         references_for,
     )
     from eval.qa import load_qa
-    from rag.cli.common import cli_settings
 
     try:
-        settings = cli_settings(config)
+        settings = settings_loader(config)
         chosen = parse_generators(generators or settings.generator.backend)
         dataset = load_qa(dataset_dir).head(limit)
         out = out_dir or (

@@ -138,7 +138,7 @@ def _run_cli(name: str, folder: Path, embedding: dict) -> dict:
             env[f"RAG_EMBEDDING__{key.upper()}"] = str(value)
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "rag.cli.main", "ingest", str(folder), "--json"],
+            [sys.executable, "-m", "cli.main", "ingest", str(folder), "--json"],
             env=env,
             capture_output=True,
             text=True,

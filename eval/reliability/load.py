@@ -147,7 +147,7 @@ def run_load(clients: int, seconds: float, max_requests: int, embedding: str) ->
         finally:
             server.stop()
         doctor = subprocess.run(
-            [sys.executable, "-m", "rag.cli.main", "doctor", "--json"],
+            [sys.executable, "-m", "cli.main", "doctor", "--json"],
             env=env,
             capture_output=True,
             text=True,

@@ -84,7 +84,7 @@ def test_doctor_between_a_crash_and_the_restart_leaves_resumable_work(
     """Issue 14, defect 4: `rag doctor` must not fail a document the server will resume."""
     from typer.testing import CliRunner
 
-    from rag.cli.main import app as cli
+    from cli.main import app as cli
 
     settings = fast_settings(tmp_path / "data")
     upload_dir = settings.data_dir / "uploads"

@@ -23,7 +23,7 @@ from rag.faults import ENV_VAR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RAG = [sys.executable, "-m", "rag.cli.main"]
+RAG = [sys.executable, "-m", "cli.main"]
 
 
 def _env(data: Path, kill: str | None) -> dict[str, str]:

@@ -128,7 +128,7 @@ def _write_small_set(folder: Path) -> Path:
 def test_rag_eval_detects_a_qa_folder_and_writes_the_report(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from rag.cli.main import app
+    from cli.main import app
 
     data = _write_small_set(tmp_path / "qa")
     env = {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDING__MODEL": "hashing:256"}

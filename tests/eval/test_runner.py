@@ -97,7 +97,7 @@ def test_user_questions_against_an_existing_collection(tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from rag.cli.main import app
+    from cli.main import app
     from tests.conftest import PROJECT_ROOT
 
     env = {"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDING__MODEL": "hashing:256"}

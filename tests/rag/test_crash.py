@@ -25,7 +25,7 @@ from tests.conftest import fast_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RAG = [sys.executable, "-m", "rag.cli.main"]
+RAG = [sys.executable, "-m", "cli.main"]
 NOTES = 3
 
 # (command, kill point, pass). Runs share one data directory, so each starts

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rag.cli.common import (
+from cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,

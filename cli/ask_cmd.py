@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rag.cli.common import cli_settings, handle_errors, out, print_json, services_for
+from cli.common import cli_settings, handle_errors, out, print_json, services_for
 from rag.types import Answer, ChatTurn
 
 GeneratorOpt = Annotated[

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli.main import app
+from cli.main import app
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from rag.cli import ask_cmd, docs_cmd, ingest_cmd, ops_cmd
+from cli import ask_cmd, docs_cmd, ingest_cmd, ops_cmd
 
 app = typer.Typer(
     name="rag",

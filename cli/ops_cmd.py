@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rag.cli.common import (
+from cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     cli_settings,
@@ -84,8 +84,8 @@ def bootstrap(
 ) -> None:
     """Ingest the sample documents when the knowledge base is empty (used by `make run`)."""
     settings = cli_settings(config)
+    from cli.ingest_cmd import collect_files
     from ingest.service import IngestService
-    from rag.cli.ingest_cmd import collect_files
 
     with services_for(settings) as services:
         _, total = services.kb.list_documents()
@@ -172,10 +172,18 @@ def eval_command(
     from eval.qa import is_qa_folder
 
     if is_qa_folder(dataset_dir):
-        code = run_answer_eval_command(dataset_dir, generators, limit, out_dir, config)
+        code = run_answer_eval_command(
+            dataset_dir, generators, limit, out_dir, config, settings_loader=cli_settings
+        )
     elif dataset_dir.is_file():
         code = run_user_eval_command(
-            dataset_dir, modes, k, out_dir, tuple(collection or ()), config
+            dataset_dir,
+            modes,
+            k,
+            out_dir,
+            tuple(collection or ()),
+            config,
+            settings_loader=cli_settings,
         )
     else:
         code = run_eval_command(
@@ -188,6 +196,7 @@ def eval_command(
             rrf_k=rrf_k,
             dense_weight=dense_weight,
             candidates=candidates,
+            settings_loader=cli_settings,
         )
     raise typer.Exit(code)
 

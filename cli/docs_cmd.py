@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rag.cli.common import cli_settings, err, handle_errors, out, print_json, services_for
+from cli.common import cli_settings, err, handle_errors, out, print_json, services_for
 
 docs_app = typer.Typer(help="List, show and delete documents.", no_args_is_help=True)
 collections_app = typer.Typer(
