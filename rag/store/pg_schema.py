@@ -1,0 +1,172 @@
+"""Tables of the PostgreSQL search store (pgvector vectors and BM25 postings in SQL).
+
+They live in their own ``MetaData``: SQLite databases never see them, and
+the Alembic revision ``0002_postgres_search`` creates the same tables on
+PostgreSQL only (it spells them out rather than importing this module).
+
+* ``chunk_vectors``: one vector per chunk, of no fixed size (collections
+  differ in dimension). Each collection gets a *partial expression* HNSW
+  index, ``(embedding::vector(D)) vector_ip_ops WHERE collection_id = C AND
+  vector_dims(embedding) = D``,
+  once its dimension is known: one index per collection keeps a search from
+  walking other collections' graphs, and the cast gives pgvector the fixed
+  size an index needs.
+* ``bm25_postings``: (collection, term, chunk) -> tf. The primary key leads
+  with (collection_id, term), so a query term's postings and its document
+  frequency are one index range; the ``chunk_id`` index serves removals and
+  the ``ON DELETE CASCADE`` from ``chunks``.
+* ``bm25_lengths``: tokens per chunk (the ``len(d)`` of BM25).
+* ``bm25_stats``: per collection N and the total length (avgdl = total / N),
+  changed only by increments, so concurrent transactions never lose counts.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+from sqlalchemy.exc import DBAPIError
+
+from rag.db.models import ChunkRow
+from rag.errors import ConfigError
+
+metadata = MetaData()
+
+# A Column object rather than the string "chunks.id": the chunks table lives in
+# the models' MetaData, which a string reference here could not resolve.
+_CHUNK_ID = ChunkRow.__table__.c.id
+
+chunk_vectors = Table(
+    "chunk_vectors",
+    metadata,
+    Column("chunk_id", Integer, ForeignKey(_CHUNK_ID, ondelete="CASCADE"), primary_key=True),
+    Column("collection_id", Integer, nullable=False),
+    Column("embedding", Vector(), nullable=False),
+    Index("ix_chunk_vectors_collection", "collection_id"),
+)
+
+bm25_postings = Table(
+    "bm25_postings",
+    metadata,
+    Column("collection_id", Integer, primary_key=True),
+    Column("term", Text, primary_key=True),
+    Column("chunk_id", Integer, ForeignKey(_CHUNK_ID, ondelete="CASCADE"), primary_key=True),
+    Column("tf", Integer, nullable=False),
+    Index("ix_bm25_postings_chunk", "chunk_id"),
+)
+
+bm25_lengths = Table(
+    "bm25_lengths",
+    metadata,
+    Column("chunk_id", Integer, ForeignKey(_CHUNK_ID, ondelete="CASCADE"), primary_key=True),
+    Column("collection_id", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Index("ix_bm25_lengths_collection", "collection_id"),
+)
+
+bm25_stats = Table(
+    "bm25_stats",
+    metadata,
+    Column("collection_id", Integer, primary_key=True),
+    Column("n_docs", BigInteger, nullable=False),
+    Column("total_len", BigInteger, nullable=False),
+)
+
+TABLES = (chunk_vectors, bm25_postings, bm25_lengths, bm25_stats)
+PGVECTOR_MIN_VERSION = (0, 7)
+# pgvector's HNSW indexes `vector` columns of at most this many dimensions.
+HNSW_MAX_DIM = 2000
+
+
+def hnsw_index_name(collection_id: int) -> str:
+    """The name of a collection's partial HNSW index."""
+    return f"ix_chunk_vectors_hnsw_{int(collection_id)}"
+
+
+def create_hnsw_index_sql(collection_id: int, dim: int, m: int, ef_construction: int) -> str:
+    """DDL of a collection's partial expression HNSW index (inner product)."""
+    cid, dim = int(collection_id), int(dim)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(cid)} ON chunk_vectors "
+        f"USING hnsw ((embedding::vector({dim})) vector_ip_ops) "
+        f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
+        f"WHERE {hnsw_predicate_sql(cid, dim)}"
+    )
+
+
+def hnsw_predicate_sql(collection_id: int, dim: int) -> str:
+    """The partial index's predicate; a query must repeat it word for word to use the index.
+
+    The size test keeps rows of another size out of the index: a re-embedding
+    deletes the old vectors and builds the new index in one transaction, and
+    an index build still reads the rows its own transaction deleted.
+    """
+    return f"collection_id = {int(collection_id)} AND vector_dims(embedding) = {int(dim)}"
+
+
+def ensure_pgvector(connection: Connection) -> None:
+    """Create the ``vector`` extension if it is missing, and check its version.
+
+    Raises:
+        ConfigError: pgvector is not installed on the server, or older than 0.7.
+    """
+    try:
+        with connection.begin_nested():
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except DBAPIError as exc:
+        raise ConfigError(
+            "the PostgreSQL search store needs the pgvector extension: install pgvector "
+            ">= 0.7 on the database server (https://github.com/pgvector/pgvector) and let "
+            f"this database user run CREATE EXTENSION vector ({exc.orig})"
+        ) from exc
+    version = connection.execute(
+        text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    ).scalar_one()
+    if tuple(int(p) for p in version.split(".")[:2]) < PGVECTOR_MIN_VERSION:
+        raise ConfigError(
+            f"pgvector {version} is installed but the PostgreSQL search store needs >= 0.7 "
+            "(HNSW on expressions, halfvec); run ALTER EXTENSION vector UPDATE"
+        )
+
+
+def create_schema(connection: Connection) -> None:
+    """Create the extension and the store's tables where missing (tests, development).
+
+    Deployments get them from the Alembic revision ``0002_postgres_search``.
+    """
+    ensure_pgvector(connection)
+    metadata.create_all(connection, checkfirst=True)
+
+
+def missing_tables(connection: Connection) -> list[str]:
+    """Names of the store's tables this database lacks."""
+    have = set(inspect(connection).get_table_names())
+    return [t.name for t in TABLES if t.name not in have]
+
+
+__all__ = [
+    "HNSW_MAX_DIM",
+    "TABLES",
+    "bm25_lengths",
+    "bm25_postings",
+    "bm25_stats",
+    "chunk_vectors",
+    "create_hnsw_index_sql",
+    "create_schema",
+    "ensure_pgvector",
+    "hnsw_index_name",
+    "hnsw_predicate_sql",
+    "metadata",
+    "missing_tables",
+]

@@ -1,0 +1,648 @@
+"""The PostgreSQL search store: vectors in pgvector, BM25 postings in SQL tables.
+
+Every change is written in the caller's transaction, so a commit is the
+whole change (the after-commit steps do nothing) and any number of processes
+share one database: nothing lives in memory, nothing needs replaying.
+
+Dense search orders by pgvector's negative inner product ``<#>`` over the
+collection's rows; once a collection is big enough (``vector_kind`` and
+``hnsw_threshold``, as FAISS switches) a partial HNSW index answers it.
+Below that the scan is exact, which also keeps ingestion cheap: an HNSW
+insert costs about a millisecond a vector, more than tokenising the chunk.
+
+Keyword search is the Lucene BM25 of :class:`rag.index.bm25.BM25Index`,
+scored in one SQL statement from the postings, lengths and per-collection
+statistics; the tokeniser is the same function with the same stemming, so
+both backends give the same ids and scores (a test checks them to 1e-6).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from rag.db.models import DocumentStatus
+from rag.errors import ConfigError, EmbeddingMismatch, InvalidInput
+from rag.index.bm25 import lucene_idf
+from rag.index.numpy_index import check_k
+from rag.protocols import AfterCommit
+from rag.settings import IndexSettings
+from rag.store import pg_schema
+from rag.text.terms import tokenize
+from rag.types import ScoredId
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_lock(key1, key2): key1 marks "a collection's writer" ("RAG" + 1), key2 is
+# the collection id, so the lock never collides with other users of advisory locks.
+_WRITER_LOCK_CLASS = 0x52414701
+# pgvector accepts hnsw.ef_search between 1 and 1000.
+_EF_SEARCH_MAX = 1000
+# Rows per statement when reading chunks by id (keeps parameter arrays modest).
+_READ_BATCH = 5000
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+_COPY_UNSAFE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+_SCORE_SQL = text(
+    """
+    WITH q AS (
+        SELECT term, repeats FROM unnest(CAST(:terms AS text[]), CAST(:repeats AS int[]))
+            AS q(term, repeats)
+    ),
+    stats AS (
+        SELECT n_docs::float8 AS n, total_len::float8 / n_docs AS avgdl
+        FROM bm25_stats WHERE collection_id = :cid AND n_docs > 0
+    ),
+    weights AS (
+        SELECT q.term, ln(1.0 + (s.n - d.df + 0.5) / (d.df + 0.5)) * q.repeats AS weight
+        FROM q
+        CROSS JOIN stats s
+        CROSS JOIN LATERAL (
+            SELECT count(*)::float8 AS df FROM bm25_postings p
+            WHERE p.collection_id = :cid AND p.term = q.term
+        ) d
+        WHERE d.df > 0
+    ),
+    scored AS (
+        SELECT p.chunk_id,
+               sum(p.tf * (w.weight * (:k1 + 1.0))
+                   / (p.tf + :k1 * (1.0 - :b + :b * l.length / s.avgdl))) AS score
+        FROM weights w
+        JOIN bm25_postings p ON p.collection_id = :cid AND p.term = w.term
+        JOIN bm25_lengths l ON l.chunk_id = p.chunk_id
+        CROSS JOIN stats s
+        WHERE (CAST(:allowed AS int8[]) IS NULL OR p.chunk_id = ANY(CAST(:allowed AS int8[])))
+        GROUP BY p.chunk_id
+    )
+    SELECT chunk_id, score FROM scored WHERE score > 0
+    ORDER BY score DESC, chunk_id LIMIT :k
+    """
+)
+
+_DF_SQL = text(
+    """
+    SELECT q.term,
+           (SELECT count(*) FROM bm25_postings p
+            WHERE p.collection_id = :cid AND p.term = q.term) AS df,
+           coalesce((SELECT n_docs FROM bm25_stats WHERE collection_id = :cid), 0) AS n_docs
+    FROM unnest(CAST(:terms AS text[])) AS q(term)
+    """
+)
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    """The text form pgvector reads for a float32 vector (shortest exact repr of each value)."""
+    return "[" + ",".join(map(repr, vector.astype(np.float32).astype(np.float64).tolist())) + "]"
+
+
+def _vectors_copy_payload(collection_id: int, ids: np.ndarray, vectors: np.ndarray) -> bytes:
+    """``COPY chunk_vectors (chunk_id, collection_id, embedding) FROM STDIN (FORMAT BINARY)``.
+
+    Built as one numpy record array: about 20x faster than formatting the
+    vectors as text, and exact (the float32 bits go over as they are).
+    """
+    n, dim = vectors.shape
+    row = np.dtype(
+        [
+            ("fields", ">i2"),
+            ("id_len", ">i4"),
+            ("id", ">i4"),
+            ("cid_len", ">i4"),
+            ("cid", ">i4"),
+            ("vec_len", ">i4"),
+            ("dim", ">u2"),
+            ("unused", ">u2"),
+            ("values", ">f4", (dim,)),
+        ]
+    )
+    rows = np.empty(n, dtype=row)
+    rows["fields"] = 3
+    rows["id_len"] = 4
+    rows["id"] = ids
+    rows["cid_len"] = 4
+    rows["cid"] = collection_id
+    rows["vec_len"] = 4 + 4 * dim  # pgvector's binary form: int16 dim, int16 unused, floats
+    rows["dim"] = dim
+    rows["unused"] = 0
+    rows["values"] = vectors
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+def dense_search_sql(collection_id: int, dim: int) -> str:
+    """The unfiltered top-k query (bind ``:q``, ``:k``), written so the HNSW index can answer it.
+
+    Collection id and size are literals: the partial index's predicate and
+    expression must match the query's text for the planner to use it.
+    """
+    distance = f"embedding::vector({int(dim)}) <#> CAST(:q AS vector)"
+    return (
+        f"SELECT chunk_id, {distance} AS distance FROM chunk_vectors "
+        f"WHERE {pg_schema.hnsw_predicate_sql(collection_id, dim)} "
+        f"ORDER BY {distance} LIMIT :k"
+    )
+
+
+def _raw_connection(session: Session) -> Any:
+    """The psycopg connection under ``session``'s transaction (for COPY)."""
+    return session.connection().connection.driver_connection
+
+
+def _nothing() -> None:
+    """The after-commit step: the commit already made the whole change."""
+
+
+class PostgresSearchStore:
+    """A ``SearchStore`` in PostgreSQL tables (see :mod:`rag.store.pg_schema`).
+
+    Args:
+        sessions: Session factory bound to a PostgreSQL engine (psycopg 3).
+        index_settings: BM25 k1, b and stemming; the HNSW parameters and when
+            a collection gets an HNSW index (``vector_kind``, ``hnsw_threshold``).
+
+    Raises:
+        ConfigError: The engine is not PostgreSQL, or ``bm25_idf`` is "okapi".
+    """
+
+    name = "postgres"
+
+    def __init__(self, sessions: sessionmaker[Session], index_settings: IndexSettings) -> None:
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+            raise ConfigError(
+                "the PostgreSQL search store needs sessions bound to a PostgreSQL engine "
+                "(database.url = postgresql+psycopg://...); use the 'files' store with SQLite"
+            )
+        if index_settings.bm25_idf != "lucene":
+            raise ConfigError(
+                f"index.bm25_idf={index_settings.bm25_idf!r} is not supported by the PostgreSQL "
+                "search store (rank-bm25's okapi floor needs the whole vocabulary's mean idf at "
+                "every query); set index.bm25_idf = 'lucene' on PostgreSQL"
+            )
+        self.sessions = sessions
+        self.engine: Engine = engine
+        self.settings = index_settings
+        self.k1 = float(index_settings.bm25_k1)
+        self.b = float(index_settings.bm25_b)
+        self.stem = bool(index_settings.bm25_stem)
+        self._guard = threading.Lock()
+        self._writers: dict[int, threading.RLock] = {}
+        self._depth: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self, collection_ids: Sequence[int]) -> None:
+        """Check that pgvector and the store's tables exist (nothing to replay).
+
+        Raises:
+            ConfigError: pgvector is missing or old, or the tables were not created.
+        """
+        with self.engine.begin() as connection:
+            pg_schema.ensure_pgvector(connection)
+            missing = pg_schema.missing_tables(connection)
+        if missing:
+            raise ConfigError(
+                f"the PostgreSQL search store's tables {missing} are missing; run the database "
+                "migrations (alembic upgrade head, revision 0002_postgres_search)"
+            )
+        log.info("postgres store opened collections=%d", len(collection_ids))
+
+    @contextmanager
+    def writing(self, collection_id: int) -> Iterator[None]:
+        """Exclusive write access to one collection, across threads and processes.
+
+        A per-collection re-entrant thread lock, and on the outermost entry a
+        session-level ``pg_advisory_lock`` held on a connection of its own, so
+        two processes writing one collection take turns. (Counts would stay
+        exact without it; it keeps re-embedding from racing an ingest.)
+        """
+        cid = int(collection_id)
+        with self._guard:
+            lock = self._writers.setdefault(cid, threading.RLock())
+        with lock:
+            depth = self._depth.get(cid, 0)
+            self._depth[cid] = depth + 1
+            try:
+                if depth:
+                    yield
+                    return
+                with self._advisory_lock(cid):
+                    yield
+            finally:
+                self._depth[cid] = depth
+
+    @contextmanager
+    def _advisory_lock(self, collection_id: int) -> Iterator[None]:
+        connection = self.engine.connect()
+        try:
+            connection.execute(
+                text("SELECT pg_advisory_lock(:cls, :cid)"),
+                {"cls": _WRITER_LOCK_CLASS, "cid": collection_id},
+            )
+            connection.commit()  # the lock is the session's: it outlives the transaction
+            try:
+                yield
+            finally:
+                try:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:cls, :cid)"),
+                        {"cls": _WRITER_LOCK_CLASS, "cid": collection_id},
+                    )
+                    connection.commit()
+                except Exception:
+                    # Never hand a connection that may still hold the lock back to the pool.
+                    connection.invalidate()
+                    raise
+        finally:
+            connection.close()
+
+    def checkpoint(self) -> int:
+        """Nothing is ever unsaved: 0."""
+        return 0
+
+    def flush(self) -> None:
+        """Nothing to save: every change was committed with its rows."""
+
+    def close(self) -> None:
+        """Nothing to release (the engine belongs to the caller)."""
+
+    # --------------------------------------------------------------------- writes
+    def stage_add(
+        self,
+        session: Session,
+        collection_id: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        texts: Sequence[str],
+    ) -> AfterCommit:
+        """Write the chunks' vectors, postings, lengths and the collection's new counts."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(ids) or len(texts) != len(ids):
+            raise InvalidInput(
+                f"got {len(ids)} ids, {len(texts)} texts and vectors of shape {vectors.shape}; "
+                "pass one vector and one text per id"
+            )
+        if not len(ids):
+            return _nothing
+        cid = int(collection_id)
+        self._copy_vectors(session, cid, ids, vectors)
+        n_docs = self._index_terms(session, cid, ids.tolist(), list(texts))
+        self._ensure_hnsw(session, cid, int(vectors.shape[1]), n_docs)
+        log.debug("postgres staged add collection_id=%d chunks=%d", cid, len(ids))
+        return _nothing
+
+    def stage_remove(self, session: Session, collection_id: int, ids: Sequence[int]) -> AfterCommit:
+        """Delete the chunks' vectors and postings and take them off the counts.
+
+        Must run before the chunk rows are deleted: the ``ON DELETE CASCADE``
+        would remove the rows too, but not take them off ``bm25_stats``.
+        """
+        id_list = [int(i) for i in ids]
+        if id_list:
+            self._unindex(session, int(collection_id), id_list)
+        return _nothing
+
+    def stage_reembed(
+        self, session: Session, collection_id: int, ids: np.ndarray, vectors: np.ndarray
+    ) -> AfterCommit:
+        """Replace every vector of the collection; its HNSW index is rebuilt for the new size."""
+        cid = int(collection_id)
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise InvalidInput(
+                f"got {len(ids)} ids and vectors of shape {vectors.shape}; pass one per id"
+            )
+        # Dropping first: rebuilding the graph once beats re-inserting every vector into it.
+        self._drop_hnsw(session, cid)
+        session.execute(text("DELETE FROM chunk_vectors WHERE collection_id = :cid"), {"cid": cid})
+        if len(ids):
+            self._copy_vectors(session, cid, ids, vectors)
+            self._ensure_hnsw(session, cid, int(vectors.shape[1]), len(ids))
+        log.info("postgres staged reembed collection_id=%d chunks=%d", cid, len(ids))
+        return _nothing
+
+    def stage_drop(self, session: Session, collection_id: int) -> AfterCommit:
+        """Delete everything held for the collection, its HNSW index included."""
+        self._forget(session, int(collection_id))
+        return _nothing
+
+    def stage_create(self, session: Session, collection_id: int) -> AfterCommit:
+        """Discard anything an older collection left under this id."""
+        self._forget(session, int(collection_id))
+        return _nothing
+
+    def restore(self, collection_id: int, missing: Sequence[int], extra: Sequence[int]) -> None:
+        """Index ``missing`` chunks from their rows (ready documents only); unindex ``extra``.
+
+        A chunk may lack only its vector or only its terms: each part is
+        written only where it is absent. One transaction.
+        """
+        cid = int(collection_id)
+        with self.sessions.begin() as session:
+            if extra:
+                self._unindex(session, cid, [int(i) for i in extra])
+            wanted = sorted({int(i) for i in missing})
+            rows: list[Any] = []
+            for start in range(0, len(wanted), _READ_BATCH):
+                part = wanted[start : start + _READ_BATCH]
+                rows += session.execute(
+                    text(
+                        "SELECT c.id, c.text, c.embedding FROM chunks c "
+                        "JOIN documents d ON d.id = c.document_id "
+                        "WHERE c.id = ANY(:ids) AND c.collection_id = :cid AND d.status = :ready"
+                    ),
+                    {"ids": part, "cid": cid, "ready": DocumentStatus.READY.value},
+                ).all()
+            if not rows:
+                return
+            rows.sort(key=lambda r: r[0])
+            row_ids = [int(r[0]) for r in rows]
+            with_vector = set(
+                session.scalars(
+                    text("SELECT chunk_id FROM chunk_vectors WHERE chunk_id = ANY(:ids)"),
+                    {"ids": row_ids},
+                )
+            )
+            with_terms = set(
+                session.scalars(
+                    text("SELECT chunk_id FROM bm25_lengths WHERE chunk_id = ANY(:ids)"),
+                    {"ids": row_ids},
+                )
+            )
+            need_vector = [r for r in rows if r[0] not in with_vector]
+            if need_vector:
+                matrix = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in need_vector])
+                ids = np.asarray([r[0] for r in need_vector], dtype=np.int64)
+                self._copy_vectors(session, cid, ids, matrix)
+            need_terms = [r for r in rows if r[0] not in with_terms]
+            n_docs = int(
+                session.execute(
+                    text(
+                        "SELECT coalesce(max(n_docs), 0) FROM bm25_stats WHERE collection_id = :c"
+                    ),
+                    {"c": cid},
+                ).scalar_one()
+            )
+            if need_terms:
+                n_docs = self._index_terms(
+                    session, cid, [int(r[0]) for r in need_terms], [r[1] for r in need_terms]
+                )
+            if need_vector:
+                self._ensure_hnsw(session, cid, int(matrix.shape[1]), n_docs)
+        log.warning(
+            "postgres restored collection_id=%d vectors=%d terms=%d removed=%d",
+            cid,
+            len(need_vector),
+            len(need_terms),
+            len(extra),
+        )
+
+    # ---------------------------------------------------------------------- reads
+    def search_dense(
+        self, collection_id: int, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[ScoredId]:
+        """Top ``k`` by inner product (HNSW when the collection has its index).
+
+        With ``allowed`` the scan is exact over those ids (the ordering
+        expression then differs from the index's, so the planner cannot pick
+        the approximate index, which would drop filtered-out candidates).
+
+        Raises:
+            EmbeddingMismatch: ``query`` has another size than the collection's vectors.
+        """
+        k = check_k(k)
+        cid = int(collection_id)
+        q = np.asarray(query, dtype=np.float32).ravel()
+        if allowed is not None and not len(allowed):
+            return []
+        with self.sessions() as session:
+            dim = session.execute(
+                text(
+                    "SELECT vector_dims(embedding) FROM chunk_vectors "
+                    "WHERE collection_id = :cid LIMIT 1"
+                ),
+                {"cid": cid},
+            ).scalar()
+            if dim is None:
+                return []
+            if int(dim) != len(q):
+                raise EmbeddingMismatch(
+                    f"collection id {cid} holds {dim}-dimensional vectors but the query vector "
+                    f"has {len(q)}; query it with the model it records (`rag collections list`)"
+                )
+            params: dict[str, Any] = {"q": _vector_literal(q), "k": k}
+            if allowed is None:
+                ef = min(_EF_SEARCH_MAX, max(k, self.settings.hnsw_ef_search))
+                session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
+                sql = dense_search_sql(cid, int(dim))
+            else:
+                params["ids"] = np.asarray(allowed, dtype=np.int64).ravel().tolist()
+                sql = (
+                    "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance "
+                    "FROM chunk_vectors WHERE collection_id = :cid AND chunk_id = ANY(:ids) "
+                    "ORDER BY distance, chunk_id LIMIT :k"
+                )
+                params["cid"] = cid
+            rows = session.execute(text(sql), params).all()
+        return [ScoredId(chunk_id=int(r[0]), score=-float(r[1])) for r in rows]
+
+    def search_sparse(
+        self, collection_id: int, query: str, k: int, allowed: np.ndarray | None
+    ) -> list[ScoredId]:
+        """Top ``k`` by Lucene BM25 (> 0 only), scored in one SQL statement.
+
+        Each query term counts as often as it occurs (weight idf x repeats);
+        ties go to the smaller chunk id, as in ``BM25Index``.
+        """
+        k = check_k(k)
+        if allowed is not None and not len(allowed):
+            return []
+        counts = Counter(tokenize(query, stem=self.stem))
+        if not counts:
+            return []
+        params = {
+            "cid": int(collection_id),
+            "terms": list(counts),
+            "repeats": list(counts.values()),
+            "k1": self.k1,
+            "b": self.b,
+            "k": k,
+            "allowed": None
+            if allowed is None
+            else np.asarray(allowed, dtype=np.int64).ravel().tolist(),
+        }
+        with self.sessions() as session:
+            rows = session.execute(_SCORE_SQL, params).all()
+        return [ScoredId(chunk_id=int(r[0]), score=float(r[1])) for r in rows]
+
+    def sparse_ceiling(self, collection_id: int, query: str) -> float:
+        """As ``BM25Index.score_ceiling``: sum of idf x repeats x (k1 + 1).
+
+        A term the collection never uses counts at the idf of an unseen term.
+        """
+        counts = Counter(tokenize(query, stem=self.stem))
+        if not counts:
+            return 0.0
+        with self.sessions() as session:
+            rows = session.execute(
+                _DF_SQL, {"cid": int(collection_id), "terms": list(counts)}
+            ).all()
+        df = dict((r[0], float(r[1])) for r in rows)
+        n_docs = max(int(rows[0][2]), 1) if rows else 1
+        dfs = np.array([df.get(t, 0.0) for t in counts], dtype=np.float64)
+        repeats = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        return float((lucene_idf(n_docs, dfs) * repeats).sum() * (self.k1 + 1.0))
+
+    def size(self, collection_id: int) -> int:
+        """Chunks indexed for keywords in the collection (from ``bm25_stats``)."""
+        with self.sessions() as session:
+            n = session.execute(
+                text("SELECT n_docs FROM bm25_stats WHERE collection_id = :cid"),
+                {"cid": int(collection_id)},
+            ).scalar()
+        return int(n or 0)
+
+    def indexed_ids(self, collection_id: int) -> tuple[set[int], set[int]]:
+        """(ids with a vector, ids with keyword terms) as the tables hold them."""
+        cid = {"cid": int(collection_id)}
+        with self.sessions() as session:
+            vectors = session.scalars(
+                text("SELECT chunk_id FROM chunk_vectors WHERE collection_id = :cid"), cid
+            ).all()
+            terms = session.scalars(
+                text("SELECT chunk_id FROM bm25_lengths WHERE collection_id = :cid"), cid
+            ).all()
+        return {int(i) for i in vectors}, {int(i) for i in terms}
+
+    # ------------------------------------------------------------------- plumbing
+    def _copy_vectors(
+        self, session: Session, collection_id: int, ids: np.ndarray, vectors: np.ndarray
+    ) -> None:
+        payload = _vectors_copy_payload(collection_id, ids, vectors)
+        with _raw_connection(session).cursor() as cursor:
+            with cursor.copy(
+                "COPY chunk_vectors (chunk_id, collection_id, embedding) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(payload)
+
+    def _index_terms(
+        self, session: Session, collection_id: int, ids: list[int], texts: list[str]
+    ) -> int:
+        """Postings and lengths of new chunks, then the counts; returns the new N."""
+        cid = str(collection_id)
+        lines: list[str] = []
+        lengths: list[str] = []
+        total = 0
+        for chunk_id, chunk_text in zip(ids, texts, strict=True):
+            tokens = tokenize(chunk_text, stem=self.stem)
+            total += len(tokens)
+            sid = str(chunk_id)
+            lengths.append(f"{sid}\t{cid}\t{len(tokens)}\n")
+            lines.extend(f"{cid}\t{term}\t{sid}\t{tf}\n" for term, tf in Counter(tokens).items())
+        postings = "".join(lines)
+        if any(c in postings for c in "\\\r") or postings.count("\t") != 3 * len(lines):
+            # Tokens are letter, digit or ideograph runs; escape anyway should that change.
+            postings = "".join(
+                f"{cid}\t{term.translate(_COPY_UNSAFE)}\t{sid}\t{tf}\n"
+                for sid, chunk_text in zip(map(str, ids), texts, strict=True)
+                for term, tf in Counter(tokenize(chunk_text, stem=self.stem)).items()
+            )
+        with _raw_connection(session).cursor() as cursor:
+            with cursor.copy(
+                "COPY bm25_postings (collection_id, term, chunk_id, tf) FROM STDIN"
+            ) as copy:
+                copy.write(postings)
+            with cursor.copy(
+                "COPY bm25_lengths (chunk_id, collection_id, length) FROM STDIN"
+            ) as copy:
+                copy.write("".join(lengths))
+        # An upsert of increments: a concurrent transaction waits on the row and adds to
+        # the committed value, so no count is lost (no read-modify-write in Python).
+        n_docs = session.execute(
+            text(
+                "INSERT INTO bm25_stats (collection_id, n_docs, total_len) VALUES (:cid, :n, :t) "
+                "ON CONFLICT (collection_id) DO UPDATE SET "
+                "n_docs = bm25_stats.n_docs + excluded.n_docs, "
+                "total_len = bm25_stats.total_len + excluded.total_len "
+                "RETURNING n_docs"
+            ),
+            {"cid": collection_id, "n": len(ids), "t": total},
+        ).scalar_one()
+        return int(n_docs)
+
+    def _unindex(self, session: Session, collection_id: int, ids: list[int]) -> None:
+        params = {"cid": collection_id, "ids": ids}
+        session.execute(
+            text("DELETE FROM chunk_vectors WHERE collection_id = :cid AND chunk_id = ANY(:ids)"),
+            params,
+        )
+        session.execute(
+            text("DELETE FROM bm25_postings WHERE collection_id = :cid AND chunk_id = ANY(:ids)"),
+            params,
+        )
+        session.execute(
+            text(
+                "WITH gone AS (DELETE FROM bm25_lengths "
+                "  WHERE collection_id = :cid AND chunk_id = ANY(:ids) RETURNING length) "
+                "UPDATE bm25_stats SET n_docs = n_docs - (SELECT count(*) FROM gone), "
+                "total_len = total_len - (SELECT coalesce(sum(length), 0) FROM gone) "
+                "WHERE collection_id = :cid AND EXISTS (SELECT 1 FROM gone)"
+            ),
+            params,
+        )
+
+    def _forget(self, session: Session, collection_id: int) -> None:
+        self._drop_hnsw(session, collection_id)
+        for table in ("chunk_vectors", "bm25_postings", "bm25_lengths", "bm25_stats"):
+            session.execute(
+                text(f"DELETE FROM {table} WHERE collection_id = :cid"), {"cid": collection_id}
+            )
+
+    def _wants_hnsw(self, n_chunks: int) -> bool:
+        kind = self.settings.vector_kind
+        return kind == "hnsw" or (kind == "auto" and n_chunks > self.settings.hnsw_threshold)
+
+    def _ensure_hnsw(self, session: Session, collection_id: int, dim: int, n_chunks: int) -> None:
+        """Create the collection's HNSW index once it is due (in the caller's transaction)."""
+        if not self._wants_hnsw(n_chunks):
+            return
+        if dim > pg_schema.HNSW_MAX_DIM:
+            log.warning(
+                "no hnsw index collection_id=%d dim=%d (pgvector indexes at most %d): exact scan",
+                collection_id,
+                dim,
+                pg_schema.HNSW_MAX_DIM,
+            )
+            return
+        name = pg_schema.hnsw_index_name(collection_id)
+        if session.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar():
+            return
+        log.info(
+            "creating hnsw index collection_id=%d dim=%d chunks=%d", collection_id, dim, n_chunks
+        )
+        session.execute(
+            text(
+                pg_schema.create_hnsw_index_sql(
+                    collection_id, dim, self.settings.hnsw_m, self.settings.hnsw_ef_construction
+                )
+            )
+        )
+
+    @staticmethod
+    def _drop_hnsw(session: Session, collection_id: int) -> None:
+        name = pg_schema.hnsw_index_name(collection_id)
+        if session.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar():
+            session.execute(text(f"DROP INDEX IF EXISTS {name}"))
+
+
+__all__ = ["PostgresSearchStore", "dense_search_sql"]

@@ -1,0 +1,394 @@
+"""PostgresSearchStore on a real PostgreSQL 18 + pgvector: dense search, writes, repair, locks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import sqlalchemy
+from sqlalchemy import delete, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from rag.db.models import Base, ChunkRow, Collection, Document, DocumentStatus
+from rag.errors import ConfigError, EmbeddingMismatch
+from rag.index.faiss_index import FaissVectorIndex
+from rag.settings import IndexSettings
+from rag.store import pg_schema
+from rag.store.postgres import PostgresSearchStore, dense_search_sql
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class PgStore:
+    """A store on a fresh database; helpers write chunk rows as the knowledge base does."""
+
+    store: PostgresSearchStore
+    sessions: sessionmaker[Session]
+    engine: sqlalchemy.Engine
+
+    def create_collection(self, name: str) -> int:
+        with self.sessions.begin() as session:
+            row = Collection(name=name)
+            session.add(row)
+            session.flush()
+            self.store.stage_create(session, row.id)
+            return int(row.id)
+
+    def add_document(
+        self, collection_id: int, texts: Sequence[str], vectors: np.ndarray
+    ) -> tuple[str, np.ndarray]:
+        """One ready document's chunks, indexed in the same transaction; (doc id, chunk ids)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.sessions.begin() as session:
+            doc = Document(
+                collection_id=collection_id,
+                filename="f.txt",
+                sha256=f"{np.random.default_rng().integers(1 << 62):064x}",
+                status=DocumentStatus.READY.value,
+            )
+            session.add(doc)
+            session.flush()
+            rows = [
+                ChunkRow(
+                    document_id=doc.id,
+                    collection_id=collection_id,
+                    ordinal=i,
+                    text=t,
+                    page_start=1,
+                    page_end=1,
+                    char_start=0,
+                    char_end=len(t),
+                    embedding=vectors[i].tobytes(),
+                )
+                for i, t in enumerate(texts)
+            ]
+            session.add_all(rows)
+            session.flush()
+            ids = np.asarray([r.id for r in rows], dtype=np.int64)
+            self.store.stage_add(session, collection_id, ids, vectors, list(texts))
+            return doc.id, ids
+
+    def delete_chunks(self, collection_id: int, ids: Sequence[int]) -> None:
+        """Unindex, then delete the rows, as the knowledge base's delete path does."""
+        with self.sessions.begin() as session:
+            self.store.stage_remove(session, collection_id, list(ids))
+            session.execute(delete(ChunkRow).where(ChunkRow.id.in_([int(i) for i in ids])))
+
+    def stats(self, collection_id: int) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT n_docs, total_len FROM bm25_stats WHERE collection_id = :c"),
+                {"c": collection_id},
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def true_stats(self, collection_id: int) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT count(*), coalesce(sum(length), 0) FROM bm25_lengths "
+                    "WHERE collection_id = :c"
+                ),
+                {"c": collection_id},
+            ).one()
+        return int(row[0]), int(row[1])
+
+
+def make_pg_store(pg_url: str, **index: object) -> PgStore:
+    """The core tables, the store's tables, and a store with ``index`` settings."""
+    engine = sqlalchemy.create_engine(pg_url, pool_size=8)
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        pg_schema.create_schema(connection)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    store = PostgresSearchStore(sessions, IndexSettings(**index))  # type: ignore[arg-type]
+    store.open([])
+    return PgStore(store=store, sessions=sessions, engine=engine)
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[PgStore]:
+    made = make_pg_store(pg_url)
+    yield made
+    made.engine.dispose()
+
+
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def words(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    vocab = [f"word{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(200)]
+    return [" ".join(rng.choice(vocab, size=int(rng.integers(3, 30)))) for _ in range(n)]
+
+
+def brute_force(ids: np.ndarray, vectors: np.ndarray, q: np.ndarray, k: int) -> list[int]:
+    scores = vectors @ q
+    order = np.lexsort((ids, -scores))[:k]
+    return ids[order].tolist()
+
+
+def test_dense_top_k_equals_numpy_and_faiss_flat(pg: PgStore) -> None:
+    cid = pg.create_collection("c")
+    vectors = unit_vectors(500, 32, seed=1)
+    _, ids = pg.add_document(cid, words(500, 1), vectors)
+    faiss = FaissVectorIndex(32)
+    faiss.add(ids, vectors)
+    for seed in range(5):
+        q = unit_vectors(1, 32, seed=100 + seed)[0]
+        got = pg.store.search_dense(cid, q, 10, None)
+        assert [h.chunk_id for h in got] == brute_force(ids, vectors, q, 10)
+        assert [h.chunk_id for h in got] == [h.chunk_id for h in faiss.search(q, 10)]
+        expected = {int(i): float(s) for i, s in zip(ids, vectors @ q, strict=True)}
+        for hit in got:
+            assert hit.score == pytest.approx(expected[hit.chunk_id], abs=1e-5)
+        allowed = ids[seed::7]
+        got_allowed = pg.store.search_dense(cid, q, 10, allowed)
+        mask = np.isin(ids, allowed)
+        assert [h.chunk_id for h in got_allowed] == brute_force(ids[mask], vectors[mask], q, 10)
+    assert pg.store.search_dense(cid, q, 10, np.zeros(0, dtype=np.int64)) == []
+
+
+def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
+    made = make_pg_store(pg_url, vector_kind="hnsw", hnsw_ef_search=200)
+    try:
+        cid = made.create_collection("c")
+        vectors = unit_vectors(400, 16, seed=2)
+        _, ids = made.add_document(cid, words(400, 2), vectors)
+        with made.engine.connect() as conn:
+            indexdef = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                {"n": pg_schema.hnsw_index_name(cid)},
+            ).scalar_one()
+            assert "hnsw" in indexdef and f"collection_id = {cid}" in indexdef
+            plan = "\n".join(
+                conn.execute(
+                    text("EXPLAIN " + dense_search_sql(cid, 16)),
+                    {"q": "[" + ",".join(["0.25"] * 16) + "]", "k": 5},
+                ).scalars()
+            )
+            assert pg_schema.hnsw_index_name(cid) in plan
+        q = unit_vectors(1, 16, seed=3)[0]
+        got = [h.chunk_id for h in made.store.search_dense(cid, q, 5, None)]
+        # 400 points, ef_search 200: the graph search is exact at this size.
+        assert got == brute_force(ids, vectors, q, 5)
+    finally:
+        made.engine.dispose()
+
+
+def test_dimension_mismatch_is_an_embedding_mismatch(pg: PgStore) -> None:
+    cid = pg.create_collection("c")
+    pg.add_document(cid, ["alpha beta"], unit_vectors(1, 8, seed=1))
+    with pytest.raises(EmbeddingMismatch, match="8-dimensional"):
+        pg.store.search_dense(cid, unit_vectors(1, 4, seed=1)[0], 3, None)
+
+
+def test_empty_collection_searches_return_nothing(pg: PgStore) -> None:
+    cid = pg.create_collection("c")
+    assert pg.store.search_dense(cid, unit_vectors(1, 8, seed=1)[0], 3, None) == []
+    assert pg.store.search_sparse(cid, "anything", 3, None) == []
+    assert pg.store.size(cid) == 0
+    assert pg.store.indexed_ids(cid) == (set(), set())
+
+
+def test_reembed_to_another_dimension(pg_url: str) -> None:
+    made = make_pg_store(pg_url, vector_kind="hnsw")
+    try:
+        cid = made.create_collection("c")
+        _, ids = made.add_document(cid, words(50, 3), unit_vectors(50, 8, seed=3))
+        fresh = unit_vectors(50, 24, seed=4)
+        with made.sessions.begin() as session:
+            made.store.stage_reembed(session, cid, ids, fresh)
+        q = fresh[7]
+        got = made.store.search_dense(cid, q, 3, None)
+        assert got[0].chunk_id == int(ids[7])
+        assert [h.chunk_id for h in got] == brute_force(ids, fresh, q, 3)
+        with pytest.raises(EmbeddingMismatch):
+            made.store.search_dense(cid, unit_vectors(1, 8, seed=1)[0], 3, None)
+        with made.engine.connect() as conn:
+            indexdef = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                {"n": pg_schema.hnsw_index_name(cid)},
+            ).scalar_one()
+        assert "vector(24)" in indexdef
+        assert made.store.size(cid) == 50  # BM25 untouched
+    finally:
+        made.engine.dispose()
+
+
+def test_remove_drop_and_create_keep_stats_exact(pg: PgStore) -> None:
+    a = pg.create_collection("a")
+    b = pg.create_collection("b")
+    _, ids_a = pg.add_document(a, words(40, 5), unit_vectors(40, 8, seed=5))
+    _, ids_b = pg.add_document(b, words(30, 6), unit_vectors(30, 8, seed=6))
+    pg.delete_chunks(a, ids_a[:15].tolist())
+    assert pg.stats(a) == pg.true_stats(a)
+    assert pg.stats(a)[0] == 25 == pg.store.size(a)
+    vec_ids, term_ids = pg.store.indexed_ids(a)
+    assert vec_ids == term_ids == set(ids_a[15:].tolist())
+    # removing ids already gone, or of another collection, changes nothing
+    pg.delete_chunks(a, ids_a[:15].tolist())
+    with pg.sessions.begin() as session:
+        pg.store.stage_remove(session, a, ids_b[:5].tolist())
+    assert pg.stats(a)[0] == 25 and pg.stats(b)[0] == 30
+
+    with pg.sessions.begin() as session:
+        pg.store.stage_drop(session, a)
+        session.execute(delete(Collection).where(Collection.id == a))
+    assert pg.store.size(a) == 0
+    assert pg.store.indexed_ids(a) == (set(), set())
+    assert pg.store.size(b) == 30
+    with pg.sessions.begin() as session:
+        pg.store.stage_create(session, b)  # a reused id forgets what was there
+    assert pg.store.indexed_ids(b) == (set(), set())
+    assert pg.store.search_sparse(b, "worda", 5, None) == []
+
+
+def test_restore_adds_missing_parts_and_removes_extra(pg: PgStore) -> None:
+    cid = pg.create_collection("c")
+    texts = words(20, 7)
+    vectors = unit_vectors(20, 8, seed=7)
+    _, ids_a = pg.add_document(cid, texts[:10], vectors[:10])
+    doc_b, ids_b = pg.add_document(cid, texts[10:], vectors[10:])
+    every = set(ids_a.tolist()) | set(ids_b.tolist())
+    before = pg.store.search_sparse(cid, texts[3], 5, None)
+    lost_vectors = [*ids_a[:3].tolist(), int(ids_b[0])]
+    lost_terms = ids_a[2:6].tolist()
+    with pg.engine.begin() as conn:  # lose some vectors and some terms behind the store's back
+        conn.execute(
+            text("DELETE FROM chunk_vectors WHERE chunk_id = ANY(:ids)"), {"ids": lost_vectors}
+        )
+        conn.execute(
+            text("DELETE FROM bm25_postings WHERE chunk_id = ANY(:ids)"), {"ids": lost_terms}
+        )
+        conn.execute(
+            text(
+                "WITH g AS (DELETE FROM bm25_lengths WHERE chunk_id = ANY(:ids) RETURNING length) "
+                "UPDATE bm25_stats SET n_docs = n_docs - (SELECT count(*) FROM g), "
+                "total_len = total_len - (SELECT sum(length) FROM g)"
+            ),
+            {"ids": lost_terms},
+        )
+        # document b is no longer ready: its chunks are not restored from SQL
+        conn.execute(text("UPDATE documents SET status = 'failed' WHERE id = :d"), {"d": doc_b})
+    vec_ids, term_ids = pg.store.indexed_ids(cid)
+    assert vec_ids == every - set(lost_vectors) and term_ids == every - set(lost_terms)
+
+    pg.store.restore(cid, missing=[*lost_vectors, *lost_terms], extra=[int(ids_b[9])])
+    vec_ids, term_ids = pg.store.indexed_ids(cid)
+    assert vec_ids == every - {int(ids_b[0]), int(ids_b[9])}
+    assert term_ids == every - {int(ids_b[9])}
+    assert pg.stats(cid) == pg.true_stats(cid)
+
+    with pg.engine.begin() as conn:
+        conn.execute(text("UPDATE documents SET status = 'ready'"))
+    pg.store.restore(cid, missing=[int(ids_b[0]), int(ids_b[9])], extra=[])
+    vec_ids, term_ids = pg.store.indexed_ids(cid)
+    assert vec_ids == term_ids == every
+    assert pg.stats(cid) == pg.true_stats(cid)
+    after = pg.store.search_sparse(cid, texts[3], 5, None)
+    assert [h.chunk_id for h in after] == [h.chunk_id for h in before]
+    assert [h.score for h in after] == pytest.approx([h.score for h in before], abs=1e-9)
+    assert pg.store.search_dense(cid, vectors[1], 1, None)[0].chunk_id == int(ids_a[1])
+
+
+def test_concurrent_adds_from_two_threads_keep_stats_exact(pg: PgStore) -> None:
+    """Two transactions adding to one collection at once (no writing() guard) lose no count."""
+    cid = pg.create_collection("c")
+    pg.add_document(cid, ["seed text"], unit_vectors(1, 8, seed=0))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def ingest(seed: int) -> None:
+        try:
+            for round_ in range(5):
+                texts = words(20, seed * 100 + round_)
+                vectors = unit_vectors(20, 8, seed=seed * 100 + round_)
+                with pg.sessions.begin() as session:
+                    doc = Document(
+                        collection_id=cid,
+                        filename="f",
+                        sha256=f"{seed}-{round_}",
+                        status=DocumentStatus.READY.value,
+                    )
+                    session.add(doc)
+                    session.flush()
+                    rows = [
+                        ChunkRow(
+                            document_id=doc.id,
+                            collection_id=cid,
+                            ordinal=i,
+                            text=t,
+                            page_start=1,
+                            page_end=1,
+                            char_start=0,
+                            char_end=1,
+                            embedding=vectors[i].tobytes(),
+                        )
+                        for i, t in enumerate(texts)
+                    ]
+                    session.add_all(rows)
+                    session.flush()
+                    barrier.wait()  # both transactions are open before either writes stats
+                    pg.store.stage_add(
+                        session, cid, np.asarray([r.id for r in rows]), vectors, texts
+                    )
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=ingest, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert pg.stats(cid) == pg.true_stats(cid)
+    assert pg.stats(cid)[0] == 201
+
+
+def test_writing_is_exclusive_across_connections_and_reentrant(pg: PgStore) -> None:
+    cid = pg.create_collection("c")
+
+    def other_process_can_lock() -> bool:
+        with pg.engine.connect() as conn:
+            got = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": 0x52414701, "b": cid}
+                ).scalar()
+            )
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": 0x52414701, "b": cid})
+            return got
+
+    with pg.store.writing(cid):
+        assert not other_process_can_lock()
+        with pg.store.writing(cid):  # re-entrant in one thread
+            assert not other_process_can_lock()
+        assert not other_process_can_lock()
+    assert other_process_can_lock()
+
+
+def test_okapi_idf_and_sqlite_are_config_errors(pg_url: str, tmp_path) -> None:  # noqa: ANN001
+    engine = sqlalchemy.create_engine(pg_url)
+    with pytest.raises(ConfigError, match="lucene"):
+        PostgresSearchStore(sessionmaker(engine), IndexSettings(bm25_idf="okapi"))
+    engine.dispose()
+    sqlite = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        PostgresSearchStore(sessionmaker(sqlite), IndexSettings())
+
+
+def test_open_without_tables_says_to_migrate(pg_url: str) -> None:
+    engine = sqlalchemy.create_engine(pg_url)
+    store = PostgresSearchStore(sessionmaker(engine), IndexSettings())
+    with pytest.raises(ConfigError, match="migrations"):
+        store.open([])
+    engine.dispose()
