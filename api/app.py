@@ -25,7 +25,7 @@ from api.reembed import ReembedJobs
 from api.routers import AppState, ask, chat, collections, documents, jobs, openai_compat, ops
 from api.security import ApiKeyMiddleware, BodySizeLimitMiddleware, RateLimitMiddleware
 from api.worker import IngestWorker
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.services import build_services
 from rag.settings import Settings, load_settings
 
@@ -55,7 +55,7 @@ def build_state(settings: Settings) -> AppState:
         kb.collection_size(info.id)  # load indexes now: replays the journal after a crash
     worker = IngestWorker(
         kb,
-        IngestService(kb, services.embedder, settings.ingest),
+        build_ingest_service(services),
         settings.data_dir / "uploads",
     )
     reembeds = ReembedJobs(kb, services.embedders, settings.ingest.embed_batch_chunks)
@@ -69,6 +69,18 @@ def build_state(settings: Settings) -> AppState:
         metrics=Metrics(kb),
         reembeds=reembeds,
     )
+
+
+def upload_store(settings: Settings, kb: KnowledgeBase) -> BlobStore:
+    """Where upload bytes wait for a worker: the database's ``blobs`` table on PostgreSQL.
+
+    Replicas over one PostgreSQL database may run on different hosts, so an
+    upload must be readable by every one of them; on SQLite (one host) they
+    stay files in ``data_dir/uploads``.
+    """
+    if kb.engine.dialect.name == "postgresql":
+        return PrefixedBlobStore(SqlBlobStore(kb.sessions), "uploads/")
+    return LocalBlobStore(settings.data_dir / "uploads")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -96,10 +96,10 @@ def ingest(
     if not files:
         err.print("[red]error:[/red] no supported files found (PDF, txt, md, html)")
         raise typer.Exit(EXIT_USAGE)
-    from ingest.service import IngestOutcome, IngestProgress, IngestService
+    from ingest.service import IngestOutcome, IngestProgress, build_ingest_service
 
     with services_for(settings) as services:
-        service = IngestService(services.kb, services.embedder, settings.ingest)
+        service = build_ingest_service(services)
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

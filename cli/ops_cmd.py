@@ -85,14 +85,14 @@ def bootstrap(
     """Ingest the sample documents when the knowledge base is empty (used by `make run`)."""
     settings = cli_settings(config)
     from cli.ingest_cmd import collect_files
-    from ingest.service import IngestService
+    from ingest.service import build_ingest_service
 
     with services_for(settings) as services:
         _, total = services.kb.list_documents()
         if total:
             out.print(f"knowledge base has {total} documents; nothing to bootstrap")
         else:
-            service = IngestService(services.kb, services.embedder, settings.ingest)
+            service = build_ingest_service(services)
             for path in collect_files([folder], recursive=False):
                 outcome = service.ingest_path(path)
                 out.print(

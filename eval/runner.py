@@ -164,7 +164,7 @@ def cached_knowledge_base(
     Returns:
         (services, seconds spent ingesting; 0 when cached).
     """
-    from ingest.service import IngestService
+    from ingest.service import build_ingest_service
     from rag.services import build_services
 
     data_dir = cache_dir / key
@@ -180,7 +180,7 @@ def cached_knowledge_base(
             shutil.rmtree(data_dir)  # an interrupted build: start again
             services = build_services(kb_settings, embedder=embedder)
         services.kb.autoflush = False
-        service = IngestService(services.kb, services.embedder, kb_settings.ingest)
+        service = build_ingest_service(services)
         started = time.perf_counter()
         batch = 512
         for start in range(0, len(names), batch):

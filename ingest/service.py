@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from rag.protocols import Embedder
 from rag.records import DocumentInfo
 from rag.settings import IngestSettings
 from rag.types import Chunk, CleanText
+
+if TYPE_CHECKING:
+    from rag.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -655,3 +659,12 @@ class IngestService:
             error=message,
             error_code=code,
         )
+
+
+def build_ingest_service(services: Services) -> IngestService:
+    """The ingest service over ``services``: its knowledge base, default embedder and settings.
+
+    The one place the CLI, the API and the evaluations build it, so a new
+    collaborator of :class:`IngestService` is wired here only.
+    """
+    return IngestService(services.kb, services.embedder, services.settings.ingest)

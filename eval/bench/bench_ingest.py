@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ingest.parsers import parse_bytes
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def _run(name: str, files: list[tuple[str, bytes]], embedding: dict) -> dict:
         settings = load_settings(data_dir=Path(tmp), embedding=embedding)
         services = build_services(settings)
         services.kb.autoflush = False
-        service = IngestService(services.kb, services.embedder, settings.ingest)
+        service = build_ingest_service(services)
         services.embedder.embed_query("warm up")
         # Raw rate measured before and after the pipeline on the same texts (the
         # host is noisy and the first pass warms oneDNN's kernel caches).

@@ -183,8 +183,7 @@ def run_injections(
     Returns:
         One result per attempt, in order.
     """
-    from ingest.service import IngestService
-    from rag.query.pipeline import AnswerPipeline
+    from ingest.service import build_ingest_service
     from rag.services import build_services
 
     canary = canary or new_canary()
@@ -198,12 +197,12 @@ def run_injections(
         if backend != "extractive":  # the extractive generator never sees a prompt
             wrapped = CanaryPromptGenerator(generator or services.generator(backend), canary)
             services.register_generator(backend, wrapped)
-        ingest = IngestService(services.kb, services.embedder, settings.ingest)
+        ingest = build_ingest_service(services)
         for path in sorted(HANDBOOK.glob("*.md")):
             outcome = ingest.ingest_path(path, collection=HANDBOOK_COLLECTION)
             if not outcome.ok:
                 raise RuntimeError(f"handbook {path.name} was not ingested: {outcome}")
-        pipeline = AnswerPipeline(services)
+        pipeline = services.pipeline()
         results = []
         for number, attempt in enumerate(attempts):
             collections = [HANDBOOK_COLLECTION]

@@ -19,7 +19,7 @@ from ingest.ocr import (
     render_pdf_page,
     render_scale,
 )
-from ingest.service import IngestProgress, IngestService
+from ingest.service import IngestProgress, build_ingest_service
 from rag.errors import ConfigError, ParseError
 from rag.services import build_services
 from tests.conftest import fast_settings
@@ -131,7 +131,7 @@ def test_scanned_pdf_becomes_searchable_with_its_words_pages_and_confidence(
 ) -> None:
     services = build_services(fast_settings(tmp_path / "kb"))
     try:
-        service = IngestService(services.kb, services.embedder, services.settings.ingest)
+        service = build_ingest_service(services)
         progress: list[IngestProgress] = []
         outcome = service.ingest_path(pdfs_dir / SCANNED, progress=progress.append)
         assert outcome.ok and outcome.pages == 8, outcome

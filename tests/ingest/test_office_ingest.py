@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.services import Services, build_services
 from rag.settings import load_settings
 from tests.conftest import fast_settings, shared_path
@@ -21,7 +21,7 @@ def office_kb(tmp_path_factory: pytest.TempPathFactory, real_embedder: Any) -> I
     """A knowledge base (real embedder) holding three shared office files with tables."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("office-kb"))
     services = build_services(settings, embedder=real_embedder)
-    ingest = IngestService(services.kb, services.embedder, settings.ingest)
+    ingest = build_ingest_service(services)
     for name in (
         "en_docx_lists-image_word_sample.docx",
         "zh_csv_gbk_example-alipay-records.csv",
@@ -71,7 +71,7 @@ def test_encrypted_docx_is_refused_without_its_password_and_ingested_with_it(
     tmp_path: Path,
 ) -> None:
     services = build_services(fast_settings(tmp_path / "kb"))
-    ingest = IngestService(services.kb, services.embedder, services.settings.ingest)
+    ingest = build_ingest_service(services)
     path = shared_path("office", ENCRYPTED_DOCX)
     refused = ingest.ingest_path(path)
     assert refused.action == "failed"

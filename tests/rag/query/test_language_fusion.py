@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.embedding import SentenceTransformerEmbedder, embedder_languages
 from rag.services import Services, build_services
 from rag.settings import EmbeddingSettings
@@ -25,7 +25,7 @@ DOCS = {
 
 def _services(tmp_path: Path, languages: list[str] | None) -> Services:
     services = build_services(fast_settings(tmp_path / "kb", embedding={"languages": languages}))
-    ingest = IngestService(services.kb, services.embedder, services.settings.ingest)
+    ingest = build_ingest_service(services)
     for name, text in DOCS.items():
         assert ingest.ingest_bytes(text.encode(), name).ok
     return services

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.errors import QueryRejected
 from rag.query.prompt import system_message
 from rag.services import build_services
@@ -26,7 +26,7 @@ INJECTED = (
 @pytest.fixture
 def services(tmp_path: Path):
     services = build_services(fast_settings(tmp_path / "kb"))
-    service = IngestService(services.kb, services.embedder, services.settings.ingest)
+    service = build_ingest_service(services)
     for path in sorted((PROJECT_ROOT / "data").glob("*.*")):
         if path.suffix in (".md", ".pdf"):
             assert service.ingest_path(path).ok

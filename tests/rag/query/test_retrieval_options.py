@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.query.retrieval import HybridRetriever
 from rag.rerank import CrossEncoderReranker
 from rag.services import Services, build_services
@@ -84,7 +84,7 @@ def make_tiny_cross_encoder(folder: Path) -> Path:
 
 
 def ingest_text(services: Services, text: str, filename: str) -> str:
-    service = IngestService(services.kb, services.embedder, services.settings.ingest)
+    service = build_ingest_service(services)
     outcome = service.ingest_bytes(text.encode(), filename)
     assert outcome.ok, outcome
     assert outcome.document_id is not None
@@ -271,7 +271,7 @@ def test_english_pdf_answer_cites_the_page_with_the_fact(tmp_path: Path, pdfs_di
     assert expected_page == 7
     services = build_services(fast_settings(tmp_path / "kb"))
     try:
-        service = IngestService(services.kb, services.embedder, services.settings.ingest)
+        service = build_ingest_service(services)
         assert service.ingest_path(pdf).ok
         answer = services.pipeline().ask(
             "How many attention bias scalar parameters per head per layer does TableFormer add?"
@@ -286,7 +286,7 @@ def test_english_pdf_answer_cites_the_page_with_the_fact(tmp_path: Path, pdfs_di
 def test_chinese_pdf_answer_cites_the_academic_page(tmp_path: Path, pdfs_dir: Path) -> None:
     services = build_services(fast_settings(tmp_path / "kb"))
     try:
-        service = IngestService(services.kb, services.embedder, services.settings.ingest)
+        service = build_ingest_service(services)
         for name in ("zh_academic_paper-page.pdf", "zh_tables_bond-prospectus-page.pdf"):
             assert service.ingest_path(pdfs_dir / name).ok, name
         answer = services.pipeline().ask("虚拟偶像洛天依用了多少年时间成为B站当家花旦？")
