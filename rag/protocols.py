@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from sqlalchemy.orm import Session
 
-from rag.types import Chunk, CleanText, ParsedDocument, ScoredId
+from rag.types import Chunk, CleanText, Hit, ParsedDocument, ScoredId
 
 
 @runtime_checkable
@@ -64,8 +64,13 @@ class Embedder(Protocol):
     """
 
     name: str
-    dimension: int
     languages: frozenset[str]
+
+    # Read-only, so an implementation may compute it (from a model it loads lazily).
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        ...
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), dimension), float32, each row of unit length."""
@@ -169,7 +174,11 @@ class Generator(Protocol):
     """Produces an answer from chat messages (OpenAI-style role/content dicts)."""
 
     name: str
-    context_length: int
+
+    @property
+    def context_length(self) -> int:
+        """Tokens the model reads, prompt and answer together."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the generator's own tokenizer."""
@@ -292,4 +301,20 @@ class SearchStore(Protocol):
 
     def close(self) -> None:
         """Flush and release resources."""
+        ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders retrieved hits by a finer relevance model (a cross-encoder)."""
+
+    def rerank(self, question: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
+        """The ``top_k`` best of ``hits`` for ``question``, best first.
+
+        Sets each returned hit's ``rerank_score`` and leaves its fused ``score``
+        and retriever ranks as they were.
+
+        Raises:
+            InvalidInput: ``top_k`` is below 1.
+        """
         ...

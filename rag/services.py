@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rag.embedding import (
     BUNDLED_MODEL_NAME,
@@ -22,8 +22,13 @@ from rag.embedding import (
 )
 from rag.errors import ConfigError
 from rag.knowledge_base import KnowledgeBase
-from rag.protocols import Embedder
+from rag.protocols import Embedder, Generator, Reranker
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from rag.generation.extractive import ExtractiveGenerator
+    from rag.query.pipeline import AnswerPipeline
+    from rag.query.retrieval import HybridRetriever
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +39,13 @@ class Services:
 
     settings: Settings
     kb: KnowledgeBase
-    embedder: Any
+    embedder: Embedder
     embedders: EmbedderRegistry
-    _generators: dict[str, Any] = field(default_factory=dict)
+    _generators: dict[str, Generator] = field(default_factory=dict)
+    _reranker: Reranker | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def generator(self, backend: str | None = None) -> Any:
+    def generator(self, backend: str | None = None) -> Generator:
         """The generator for ``backend`` (default from settings), built once, lazily."""
         name = backend or self.settings.generator.backend
         with self._lock:
@@ -47,48 +53,70 @@ class Services:
                 self._generators[name] = build_generator(self.settings, name)
             return self._generators[name]
 
-    def register_generator(self, name: str, generator: Any) -> None:
+    def register_generator(self, name: str, generator: Generator) -> None:
         """Use ``generator`` for backend ``name`` (e.g. a preloaded model shared by tests)."""
         with self._lock:
             self._generators[name] = generator
 
-    def retriever(self) -> Any:
+    def reader(self) -> ExtractiveGenerator:
+        """The extractive generator, which also picks prompt excerpts and fallback answers.
+
+        Raises:
+            ConfigError: Something other than an extractive generator was
+                registered as ``extractive``.
+        """
+        from rag.generation.extractive import ExtractiveGenerator
+
+        reader = self.generator("extractive")
+        if not isinstance(reader, ExtractiveGenerator):
+            raise ConfigError(
+                "the 'extractive' generator must be an ExtractiveGenerator, "
+                f"got {type(reader).__name__}; register other generators under another name"
+            )
+        return reader
+
+    def retriever(self) -> HybridRetriever:
         """A hybrid retriever over this knowledge base."""
         from rag.query.retrieval import HybridRetriever
 
         return HybridRetriever(self.kb, self.embedders, self.settings.retrieval, self.reranker())
 
-    def reranker(self) -> Any:
-        """The optional cross-encoder reranker (None when not configured)."""
+    def reranker(self) -> Reranker | None:
+        """The optional cross-encoder reranker (None when not configured), built once."""
         path = self.settings.retrieval.reranker_path
         if not path:
             return None
         with self._lock:
-            if "__reranker__" not in self._generators:
+            if self._reranker is None:
                 from pathlib import Path
 
                 from rag.rerank import CrossEncoderReranker
 
-                self._generators["__reranker__"] = CrossEncoderReranker(Path(path))
-            return self._generators["__reranker__"]
+                self._reranker = CrossEncoderReranker(Path(path))
+            return self._reranker
 
-    def pipeline(self) -> Any:
-        """The question-answering pipeline."""
+    def pipeline(self) -> AnswerPipeline:
+        """The question-answering pipeline over this knowledge base and these generators."""
         from rag.query.pipeline import AnswerPipeline
 
-        return AnswerPipeline(self)
+        return AnswerPipeline(
+            retriever=self.retriever(),
+            generators=self.generator,
+            reader=self.reader(),
+            settings=self.settings,
+        )
 
     def close(self) -> None:
         """Release the database."""
         self.kb.close()
 
 
-def build_embedder(settings: Settings) -> Any:
+def build_embedder(settings: Settings) -> Embedder:
     """The embedder named by settings ('hashing' gives the fast test embedder)."""
     return build_embedder_for(settings, settings.embedding.model)
 
 
-def build_embedder_for(settings: Settings, model: str) -> Any:
+def build_embedder_for(settings: Settings, model: str) -> Embedder:
     """The embedder of ``model``: a ``RAG_EMBEDDING__MODEL`` value or a name a collection records.
 
     'hashing-N' is the fast test embedder, 'multilingual-e5-small' runs on
@@ -121,7 +149,7 @@ def build_embedder_registry(settings: Settings, default: Embedder) -> EmbedderRe
     return EmbedderRegistry(default, lambda name: build_embedder_for(settings, name))
 
 
-def build_generator(settings: Settings, backend: str) -> Any:
+def build_generator(settings: Settings, backend: str) -> Generator:
     """The generator for ``backend``."""
     if backend == "extractive":
         from rag.generation.extractive import ExtractiveGenerator
@@ -146,7 +174,7 @@ def build_generator(settings: Settings, backend: str) -> Any:
 
 
 def build_services(
-    settings: Settings, *, recover: bool = True, embedder: Any | None = None
+    settings: Settings, *, recover: bool = True, embedder: Embedder | None = None
 ) -> Services:
     """Wire the system from settings.
 

@@ -9,22 +9,21 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from rag.errors import InvalidInput
+from rag.generation.extractive import ExtractiveGenerator
+from rag.protocols import Generator
 from rag.query.citations import cited_page, evidence_for
 from rag.query.markup import answer_spans, cited_numbers
 from rag.query.prompt import build_messages
-from rag.query.retrieval import RetrievalFilter, RetrievalResult
+from rag.query.retrieval import HybridRetriever, RetrievalFilter, RetrievalResult
 from rag.query.rules_post import build_answer_rules, run_answer_rules
 from rag.query.rules_pre import build_query_rules, run_query_rules, screen_text_for_injection
+from rag.settings import Settings
 from rag.text.normalize import cjk_ratio
 from rag.types import Answer, AnswerFlags, ChatTurn, Citation, Hit
-
-if TYPE_CHECKING:
-    from rag.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +57,30 @@ class AnswerPipeline:
     """Answers questions from the knowledge base.
 
     Args:
-        services: The wired-up system (knowledge base, retriever, generators).
+        retriever: Hybrid retrieval over the knowledge base.
+        generators: The generator of a backend name (built once, by the caller).
+        reader: The extractive generator: answers of the ``extractive`` backend,
+            the citation check's fallback answers, and prompt excerpts.
+        settings: Generation, retrieval and rule settings.
     """
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
-        self.retriever = services.retriever()
+    def __init__(
+        self,
+        *,
+        retriever: HybridRetriever,
+        generators: Callable[[str], Generator],
+        reader: ExtractiveGenerator,
+        settings: Settings,
+    ) -> None:
+        self.retriever = retriever
+        self.generators = generators
+        self.reader = reader
+        self.settings = settings
         self.query_rules = build_query_rules(self.settings.rules)
         self.answer_rules = build_answer_rules(self.settings.rules, self._fallback)
 
     def _fallback(self, sources: Sequence[Hit], question: str) -> str:
-        return self.services.generator("extractive").answer(question, sources)
+        return self.reader.answer(question, sources)
 
     # ----------------------------------------------------------------- public
     def ask(
@@ -138,11 +149,13 @@ class AnswerPipeline:
         if prepared.final_text is not None:
             raw = prepared.final_text
         else:
-            gen = self.services.generator(prepared.generator_name)
+            messages = prepared.messages
+            assert messages is not None  # _prepare sets them whenever it leaves final_text unset
+            gen = self.generators(prepared.generator_name)
             new_tokens = max_new_tokens or self.settings.generator.max_new_tokens
             t0 = time.perf_counter()
             pieces: list[str] = []
-            for piece in gen.stream(prepared.messages, max_new_tokens=new_tokens):
+            for piece in gen.stream(messages, max_new_tokens=new_tokens):
                 if "first_token" not in timings:
                     timings["first_token"] = time.perf_counter() - t0
                 pieces.append(piece)
@@ -226,10 +239,10 @@ class AnswerPipeline:
             sources = tuple(self.retriever.expand_neighbours(sources))
         if generator_name == "extractive":
             t0 = time.perf_counter()
-            text = self.services.generator("extractive").answer(state.question, sources)
+            text = self.reader.answer(state.question, sources)
             timings["generation"] = time.perf_counter() - t0
             return _Prepared(sources=sources, flags=flags, final_text=text, **common)  # type: ignore[arg-type]
-        gen = self.services.generator(generator_name)
+        gen = self.generators(generator_name)
         t0 = time.perf_counter()
         shown, full = sources, sources
         if getattr(gen, "prompt_excerpts", False):
@@ -262,9 +275,8 @@ class AnswerPipeline:
         its sentences among the extractive reader's best; sources are ordered
         by their best sentence, so ``shown[i]`` is an excerpt of ``full[i]``.
         """
-        reader = self.services.generator("extractive")
         picked: dict[int, list[str]] = {}
-        for excerpt in reader.best_sentences(question, sources):
+        for excerpt in self.reader.best_sentences(question, sources):
             picked.setdefault(excerpt.source, []).append(excerpt.text)
         shown = tuple(replace(sources[n - 1], text=" ".join(texts)) for n, texts in picked.items())
         return shown, tuple(sources[n - 1] for n in picked)

@@ -34,7 +34,7 @@ import numpy as np
 from rag.embedding import EmbedderRegistry
 from rag.errors import EmbeddingMismatch, InvalidInput
 from rag.knowledge_base import KnowledgeBase
-from rag.protocols import Embedder, EmbedderProvider
+from rag.protocols import Embedder, EmbedderProvider, Reranker
 from rag.query.fusion import FusedCandidate, fuse_hits
 from rag.settings import DenseGate, RetrievalSettings
 from rag.text.language import covers_language
@@ -120,7 +120,7 @@ class HybridRetriever:
         kb: KnowledgeBase,
         embedders: EmbedderProvider | Embedder,
         settings: RetrievalSettings,
-        reranker: object | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.kb = kb
         # A provider is told apart by its two attributes; an embedder's Protocol
@@ -199,7 +199,7 @@ class HybridRetriever:
         timings["fetch"] = time.perf_counter() - t0
         if self.reranker is not None and hits:
             t0 = time.perf_counter()
-            hits = self.reranker.rerank(query, hits, top_k)  # type: ignore[attr-defined]
+            hits = self.reranker.rerank(query, hits, top_k)
             timings["rerank"] = time.perf_counter() - t0
         return RetrievalResult(
             hits=tuple(hits[:top_k]),
@@ -399,7 +399,7 @@ class HybridRetriever:
             # and refuse 10/15/30/50% of 20 off-topic ones.
             # A multilingual model's gate (dense_gates) has a Chinese threshold.
             dense_ok = any(
-                gates[m].min_score_cjk is not None and best >= gates[m].min_score_cjk
+                (threshold := gates[m].min_score_cjk) is not None and best >= threshold
                 for m, best in best_dense.items()
             )
             sparse_ok = best_sparse >= s.min_sparse_share_cjk
