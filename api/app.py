@@ -71,18 +71,6 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def upload_store(settings: Settings, kb: KnowledgeBase) -> BlobStore:
-    """Where upload bytes wait for a worker: the database's ``blobs`` table on PostgreSQL.
-
-    Replicas over one PostgreSQL database may run on different hosts, so an
-    upload must be readable by every one of them; on SQLite (one host) they
-    stay files in ``data_dir/uploads``.
-    """
-    if kb.engine.dialect.name == "postgresql":
-        return PrefixedBlobStore(SqlBlobStore(kb.sessions), "uploads/")
-    return LocalBlobStore(settings.data_dir / "uploads")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application and everything it owns.
 
