@@ -392,3 +392,42 @@ def test_open_without_tables_says_to_migrate(pg_url: str) -> None:
     with pytest.raises(ConfigError, match="migrations"):
         store.open([])
     engine.dispose()
+
+
+def _store_tables_shape(engine: sqlalchemy.Engine) -> dict[str, object]:
+    inspector = sqlalchemy.inspect(engine)
+    return {
+        t.name: (
+            [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(t.name)],
+            inspector.get_pk_constraint(t.name)["constrained_columns"],
+            sorted(
+                (f["constrained_columns"], f["referred_table"], f["options"].get("ondelete"))
+                for f in inspector.get_foreign_keys(t.name)
+            ),
+            sorted((i["name"], i["column_names"]) for i in inspector.get_indexes(t.name)),
+        )
+        for t in pg_schema.TABLES
+        if inspector.has_table(t.name)
+    }
+
+
+def test_migration_0002_creates_the_tables_the_store_uses(pg_url: str) -> None:
+    """The Alembic revision spells out the same tables as pg_schema; its downgrade drops them."""
+    from alembic import command
+
+    from rag.db.migrate import alembic_config, upgrade_database
+
+    engine = sqlalchemy.create_engine(pg_url)
+    try:
+        upgrade_database(engine)
+        PostgresSearchStore(sessionmaker(engine), IndexSettings()).open([])  # no ConfigError
+        migrated = _store_tables_shape(engine)
+        assert set(migrated) == {t.name for t in pg_schema.TABLES}
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001_initial")
+        assert _store_tables_shape(engine) == {}
+        with engine.begin() as conn:
+            pg_schema.create_schema(conn)
+        assert _store_tables_shape(engine) == migrated
+    finally:
+        engine.dispose()
