@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import ask_cmd, db_cmd, docs_cmd, ingest_cmd, ops_cmd
+from cli import ask_cmd, db_cmd, docs_cmd, ingest_cmd, migrate_cmd, ops_cmd
 
 app = typer.Typer(
     name="rag",
@@ -28,6 +28,7 @@ app.command("ask")(ask_cmd.ask)
 app.command("chat")(ask_cmd.chat)
 app.command("eval")(ops_cmd.eval_command)
 app.add_typer(db_cmd.db_app, name="db")
+app.command("migrate")(migrate_cmd.migrate)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
