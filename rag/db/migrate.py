@@ -15,7 +15,8 @@ Alembic configuration is built here, so no ``alembic.ini`` is needed at run time
 
 Several processes may open the same new database at once (server and CLI, two
 replicas). The whole upgrade, from reading the current revision to the commit,
-runs in one transaction that holds a lock first: ``pg_advisory_xact_lock`` on
+runs in one transaction that holds a lock first (when a first look, without
+the lock, finds the database behind): ``pg_advisory_xact_lock`` on
 PostgreSQL, ``BEGIN IMMEDIATE`` (the database's write lock) on SQLite. The
 second process waits, then finds the database at head and does nothing. Both
 databases run DDL inside transactions, so an interrupted upgrade leaves the
@@ -24,6 +25,7 @@ previous revision.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,6 +122,12 @@ def display_url(url: str | URL) -> str:
 def alembic_config(connection: Connection | None = None) -> Config:
     """The Alembic configuration of the packaged migrations (no ``alembic.ini``).
 
+    A developer writes a new revision with it, against a database at head::
+
+        config = alembic_config()
+        config.set_main_option("sqlalchemy.url", "sqlite:///data/rag.db")
+        alembic.command.revision(config, "what changed", autogenerate=True, rev_id="0004_...")
+
     Args:
         connection: The connection ``env.py`` runs the revisions on.
     """
@@ -131,9 +139,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _script_directory() -> ScriptDirectory:
+    """The packaged revisions, read once per process (they do not change while it runs)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The newest revision of the packaged migrations."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _script_directory().get_current_head()
     if head is None:  # pragma: no cover - the package always ships 0001_initial
         raise ConfigError(f"no migrations found in {MIGRATIONS_DIR}; reinstall rag-kb")
     return head
@@ -174,9 +188,17 @@ def upgrade_database(engine: Engine) -> UpgradeResult:
     Raises:
         ConfigError: The database is at a revision this code does not know.
     """
+    url = display_url(engine.url)
+    # Checked first without the lock: on SQLite the lock is the database's write
+    # lock, which every open of an up-to-date database would otherwise wait for.
+    status = schema_status(engine)
+    if not status.known:
+        raise _newer_than_code(url, status)
+    if status.is_head:
+        return UpgradeResult(status.revision, status.head)
     with _locked_transaction(engine) as conn:
+        # Again under the lock: another process may have upgraded it meanwhile.
         status = _status(conn)
-        url = display_url(engine.url)
         if not status.known:
             raise _newer_than_code(url, status)
         if status.is_head:
@@ -187,7 +209,14 @@ def upgrade_database(engine: Engine) -> UpgradeResult:
         config.attributes["adopt_existing"] = status.pre_alembic
         command.upgrade(config, "head")
         after = _current_revision(conn)
-    log.warning("database upgraded url=%s from=%s to=%s", url, status.revision, after)
+    # A new database is routine; changing an existing one is worth a line in the log.
+    log.log(
+        logging.INFO if status.revision is None and not status.pre_alembic else logging.WARNING,
+        "database upgraded url=%s from=%s to=%s",
+        url,
+        status.revision,
+        after,
+    )
     if after is None:  # pragma: no cover - Alembic records the head it reached
         raise ConfigError(f"the upgrade of {url} recorded no revision; run `rag db upgrade`")
     return UpgradeResult(status.revision, after, adopted=status.pre_alembic)
@@ -201,9 +230,8 @@ def _status(conn: Connection) -> SchemaStatus:
         return SchemaStatus(
             None, head, is_head=False, known=True, pre_alembic=bool(tables & _PRE_ALEMBIC_TABLES)
         )
-    script = ScriptDirectory.from_config(alembic_config())
     try:
-        script.get_revision(revision)
+        _script_directory().get_revision(revision)
     except CommandError:
         return SchemaStatus(revision, head, is_head=False, known=False)
     return SchemaStatus(revision, head, is_head=revision == head, known=True)

@@ -224,6 +224,24 @@ def test_auto_upgrade_off_needs_an_upgraded_database(tmp_path: Path) -> None:
     make_engine(url, auto_upgrade=False).dispose()
 
 
+def test_up_to_date_sqlite_opens_while_another_process_writes(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'rag.db'}"
+    make_engine(url).dispose()
+    writer = sqlite3.connect(tmp_path / "rag.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a long ingest does
+    try:
+        # Were the migration lock taken at every open, this would wait out the busy
+        # timeout and fail with "database is locked".
+        engine = make_engine(url)
+        assert schema_status(engine).is_head
+        engine.dispose()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def _open_after_barrier(url: str, barrier: Any, results: Any) -> None:
     """Child process: wait for every sibling, then open the database like a server does."""
     try:
