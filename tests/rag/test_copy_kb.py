@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,7 @@ class Source:
     settings: Settings
     services: Services
     deleted_id: str
+    deleted_chunk_ids: tuple[int, ...]
 
 
 @pytest.fixture
@@ -70,9 +72,11 @@ def source(tmp_path: Path) -> Iterator[Source]:
     ingest = build_ingest_service(services)
     for name, body in ENGLISH.items():
         ingest.ingest_bytes(body.encode(), name, collection="english")
-    deleted = ingest.ingest_bytes(DELETED[1].encode(), DELETED[0], collection="english")
     for name, body in CHINESE.items():
         ingest.ingest_bytes(body.encode(), name, collection="chinese")
+    # The last one in: its chunks had the highest ids, which the target must not reuse.
+    deleted = ingest.ingest_bytes(DELETED[1].encode(), DELETED[0], collection="english")
+    deleted_ids = tuple(c.id for c in services.kb.document_chunks(deleted.document_id))
     services.kb.delete_document(deleted.document_id)
     with services.kb.sessions.begin() as session:
         chat = ChatSession(collections=["english"])
@@ -90,7 +94,7 @@ def source(tmp_path: Path) -> Iterator[Source]:
             ]
         )
         session.add(IngestJob(collection="english", filename="tea.txt", status="succeeded"))
-    yield Source(settings, services, deleted.document_id)
+    yield Source(settings, services, deleted.document_id, deleted_ids)
     services.close()
 
 
@@ -119,7 +123,16 @@ def rows(services: Services) -> dict[str, list]:
                 (c.id, c.name, c.embedding_model, c.embedding_dim) for c in kb.list_collections()
             ],
             "documents": sorted(
-                (d.id, d.collection_id, d.filename, d.sha256, d.status, d.chunk_count, d.version)
+                (
+                    d.id,
+                    d.collection_id,
+                    d.filename,
+                    d.sha256,
+                    d.status,
+                    d.chunk_count,
+                    d.version,
+                    utc(d.created_at),
+                )
                 for d in session.scalars(select(Document))
             ),
             "chunks": sorted(
@@ -132,6 +145,11 @@ def rows(services: Services) -> dict[str, list]:
             ],
             "jobs": sorted((j.id, j.status) for j in session.scalars(select(IngestJob))),
         }
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite gives back stored UTC times without their zone; PostgreSQL with it."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def results(services: Services) -> dict[tuple[str, str], list[tuple[int, float]]]:
@@ -190,18 +208,41 @@ def test_migrate_to_postgres_keeps_rows_ids_and_results(
             )
         assert not originals.exists(source.deleted_id)
 
-        # Ids continue after the source's highest, the deleted document's chunks included.
+        # Ids continue after the source's highest ever, the deleted document's chunks included.
         highest = max(i for i, *_ in expected_rows["chunks"])
-        with source.services.kb.sessions() as session:
-            deleted_high = session.scalar(select(ChunkRow.id).order_by(ChunkRow.id.desc()))
+        assert max(source.deleted_chunk_ids) > highest
         added = build_ingest_service(target).ingest_bytes(
             b"Oolong tea is partly oxidised.", "oolong.txt", collection="english"
         )
         new_ids = [c.id for c in target.kb.document_chunks(added.document_id)]
-        assert min(new_ids) > max(highest, deleted_high or 0)
+        assert min(new_ids) > max(source.deleted_chunk_ids)
         assert all(c.consistent for c in target.kb.check())
     finally:
         target.close()
+
+
+def test_a_failed_copy_leaves_the_target_empty_and_can_run_again(
+    source: Source, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.store.postgres import PostgresSearchStore
+
+    real_stage_add = PostgresSearchStore.stage_add
+    calls = []
+
+    def failing_stage_add(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:  # mid-way: rows and index entries of two batches are written
+            raise RuntimeError("connection lost")
+        return real_stage_add(self, *args, **kwargs)
+
+    target_settings = fast_settings(tmp_path / "target", database_url=pg_url)
+    monkeypatch.setattr(PostgresSearchStore, "stage_add", failing_stage_add)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        migrate(source, target_settings)
+    monkeypatch.setattr(PostgresSearchStore, "stage_add", real_stage_add)
+
+    _, check = migrate(source, target_settings)  # not refused: nothing was committed
+    assert check.consistent
 
 
 def test_migrate_refuses_a_target_that_holds_data(
