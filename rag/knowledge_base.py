@@ -1,22 +1,20 @@
-"""The knowledge base: SQL rows, FAISS vectors and BM25 terms kept in agreement.
+"""The knowledge base: SQL rows and a search store (vectors and BM25 terms) kept in agreement.
 
-There is one write path. A document's chunks, its ``ready`` status and a
-journal entry are committed in one SQL transaction; only then are the
-in-memory indexes changed and written to disk (atomically, each file named
-by the last journal sequence number it holds). On open, journal entries newer
-than an index file are replayed, so after a crash at any point the next start
-sees either the whole document or none of it. :meth:`KnowledgeBase.check`
-verifies the invariant and :meth:`KnowledgeBase.repair` restores it.
+There is one write path. A document's chunks, its ``ready`` status and the
+search store's staged change (a journal entry for the embedded file store;
+the pgvector and BM25 rows themselves for Postgres) are committed in one SQL
+transaction; then the store applies what is left (the file store changes its
+in-memory indexes and saves them at checkpoints). After a crash at any point
+the next start sees either the whole document or none of it.
+:meth:`KnowledgeBase.check` verifies the invariant and
+:meth:`KnowledgeBase.repair` restores it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,6 @@ from rag.db.models import (
     Collection,
     Document,
     DocumentStatus,
-    IndexJournal,
     IngestJob,
     JobStatus,
 )
@@ -45,18 +42,17 @@ from rag.errors import (
 )
 from rag.faults import kill_point
 from rag.index.atomic import atomic_write_bytes
-from rag.index.bm25 import BM25Index
-from rag.index.faiss_index import FaissVectorIndex
-from rag.locks import ProcessLock, ReadWriteLock
-from rag.protocols import Embedder
+from rag.locks import ProcessLock
+from rag.protocols import AfterCommit, Embedder, SearchStore
 from rag.records import ChunkInfo, CollectionCheck, CollectionInfo, DocumentInfo
 from rag.settings import IndexSettings, Settings
+from rag.store.files import FileSearchStore
+from rag.store.select import make_search_store
 from rag.types import Chunk, ScoredId
 
 log = logging.getLogger(__name__)
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_INDEX_FILE = re.compile(r"^(vectors|bm25)\.(\d+)\.(faiss|npz)$")
 
 
 _LIVE_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -127,23 +123,6 @@ ReembedProgress = Callable[[int, int], None]
 """Called with (chunks embedded, chunks in all) while a collection is re-embedded."""
 
 
-@dataclass
-class CollectionIndexes:
-    """The in-memory indexes of one collection and the locks that guard them."""
-
-    collection_id: int
-    directory: Path
-    vectors: FaissVectorIndex | None
-    sparse: BM25Index
-    vectors_seq: int = 0
-    sparse_seq: int = 0
-    pending_seq: int = 0  # newest journal entry applied in memory but not yet saved
-    unsaved_writes: int = 0
-    unsaved_since: float = 0.0  # monotonic time of the oldest unsaved write
-    rw: ReadWriteLock = field(default_factory=ReadWriteLock)
-    writer: threading.Lock = field(default_factory=threading.Lock)
-
-
 def _document_info(doc: Document, collection_name: str) -> DocumentInfo:
     return DocumentInfo(
         id=doc.id,
@@ -180,21 +159,21 @@ def _chunk_info(row: ChunkRow) -> ChunkInfo:
 
 
 class KnowledgeBase:
-    """Collections, documents and chunks in SQL plus per-collection FAISS and BM25.
+    """Collections, documents and chunks in SQL plus a search store per backend.
 
     Args:
         settings: All settings (data_dir, database_url and index settings are used).
         embedding_model: Name recorded on new collections.
-        autoflush: Save index files at checkpoints (every ``checkpoint_entries``
-            writes or ``checkpoint_seconds``). Bulk loads turn it off and call
-            :meth:`flush` once. Either way the SQL journal covers unsaved changes.
+        autoflush: (file store) Save index files at checkpoints (every
+            ``checkpoint_entries`` writes or ``checkpoint_seconds``). Bulk loads
+            turn it off and call :meth:`flush` once. Either way the SQL journal
+            covers unsaved changes.
     """
 
     def __init__(
         self, settings: Settings, embedding_model: str = "", *, autoflush: bool = True
     ) -> None:
         self.settings = settings
-        self.autoflush = autoflush
         self.index_settings: IndexSettings = settings.index
         self.embedding_model = embedding_model
         self.data_dir = settings.data_dir
@@ -202,18 +181,31 @@ class KnowledgeBase:
         self.index_dir = self.data_dir / "indexes"
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        self.engine = make_engine(settings.resolved_database_url)
+        self.engine = make_engine(
+            settings.resolved_database_url, auto_upgrade=settings.database_auto_upgrade
+        )
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
-        self._indexes: dict[int, CollectionIndexes] = {}
-        self._indexes_lock = threading.Lock()
-        self._loading: dict[int, threading.Lock] = {}
         self.writer_lock = ProcessLock(self.data_dir / "writer.lock")
         self.ingest_lock = ProcessLock(self.data_dir / "ingest.lock")
+        self.store: SearchStore = make_search_store(
+            self.engine, self.sessions, self.index_dir, self.index_settings, self.writer_lock
+        )
+        self.autoflush = autoflush
+
+    @property
+    def autoflush(self) -> bool:
+        """Whether the file store saves at checkpoints (always True for other stores)."""
+        return getattr(self.store, "autoflush", True)
+
+    @autoflush.setter
+    def autoflush(self, value: bool) -> None:
+        if isinstance(self.store, FileSearchStore):
+            self.store.autoflush = value
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Save unsaved index changes and release the database engine."""
-        self.flush()
+        self.store.close()
         self.engine.dispose()
 
     def recover(self) -> list[str]:
@@ -222,8 +214,7 @@ class KnowledgeBase:
         Also marks documents left ``processing`` or ``pending`` by a dead process
         as failed (their chunks were never committed). Returns their ids.
         """
-        for info in self.list_collections():
-            self._collection_indexes(info.id)
+        self.store.open([info.id for info in self.list_collections()])
         return self.fail_interrupted_documents()
 
     def fail_interrupted_documents(self, exclude: Iterable[str] = ()) -> list[str]:
@@ -271,26 +262,12 @@ class KnowledgeBase:
                     row = Collection(name=name, embedding_model=self.embedding_model)
                     session.add(row)
                     session.flush()
-                    self._discard_stale_index_files(row.id)
+                    self.store.stage_create(session, row.id)
         except IntegrityError as exc:
             # Another thread or process created it between our check and our insert.
             if not exist_ok:
                 raise Conflict(f"collection {name!r} already exists") from exc
         return self.get_collection(name)
-
-    def _discard_stale_index_files(self, collection_id: int) -> None:
-        """Remove index files a new collection's id may inherit.
-
-        SQLite reuses the id of a deleted collection; a process killed after
-        deleting its rows but before its files leaves those files behind.
-        """
-        with self._indexes_lock:
-            self._indexes.pop(collection_id, None)
-        directory = self.index_dir / f"c{collection_id}"
-        if directory.exists():
-            log.warning("removing stale index files collection_id=%d", collection_id)
-            for path in directory.glob("*"):
-                path.unlink(missing_ok=True)
 
     def get_collection(self, name: str) -> CollectionInfo:
         """One collection by name, with its sizes (CollectionNotFound if absent)."""
@@ -365,24 +342,17 @@ class KnowledgeBase:
         Returns the number of documents removed.
         """
         info = self.get_collection(name)
-        indexes = self._collection_indexes(info.id)
-        with indexes.writer, self.writer_lock.hold():
+        with self.store.writing(info.id):
             with self.sessions.begin() as session:
                 doc_ids = session.scalars(
                     select(Document.id).where(Document.collection_id == info.id)
                 ).all()
+                after = self.store.stage_drop(session, info.id)
                 session.execute(delete(ChunkRow).where(ChunkRow.collection_id == info.id))
                 session.execute(delete(Document).where(Document.collection_id == info.id))
-                session.execute(delete(IndexJournal).where(IndexJournal.collection_id == info.id))
                 session.execute(delete(Collection).where(Collection.id == info.id))
             kill_point("collection_delete.sql_done")
-            with indexes.rw.write():
-                with self._indexes_lock:
-                    self._indexes.pop(info.id, None)
-                for path in indexes.directory.glob("*"):
-                    path.unlink(missing_ok=True)
-                if indexes.directory.exists():
-                    indexes.directory.rmdir()
+            after()
         for doc_id in doc_ids:
             (self.files_dir / doc_id).unlink(missing_ok=True)
         log.info("collection deleted name=%s documents=%d", name, len(doc_ids))
@@ -622,10 +592,9 @@ class KnowledgeBase:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         doc = self.get_document(doc_id)
         collection = self._collection_ref(doc.collection)
-        indexes = self._collection_indexes(collection.id)
-        with indexes.writer, self.writer_lock.hold():
+        with self.store.writing(collection.id):
             try:
-                seq, new_ids, removed_ids = self._commit_rows(
+                added, after = self._commit_rows(
                     doc_id,
                     collection.id,
                     chunks,
@@ -639,16 +608,11 @@ class KnowledgeBase:
                 # The row went away between our read and the write (a concurrent delete).
                 raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion") from exc
             kill_point("commit.sql_done")
-            ids = np.asarray(new_ids, dtype=np.int64)
-            with indexes.rw.write():
-                if removed_ids:
-                    self._remove_from_indexes(indexes, removed_ids)
-                self._add_to_indexes(indexes, ids, vectors, [c.text for c in chunks])
-            kill_point("commit.indexed")
-            self._after_write(indexes, seq)
+            for step in after:
+                step()
         for old_id in replaces:
             (self.files_dir / old_id).unlink(missing_ok=True)
-        log.info("document ready doc_id=%s chunks=%d seq=%d", doc_id, len(chunks), seq)
+        log.info("document ready doc_id=%s chunks=%d", doc_id, added)
         return self.get_document(doc_id)
 
     def _commit_rows(
@@ -661,8 +625,11 @@ class KnowledgeBase:
         replaces: Sequence[str],
         media_type: str | None,
         embedding_model: str,
-    ) -> tuple[int, list[int], list[int]]:
-        """The SQL half of :meth:`commit_document` in one transaction: (seq, added, removed)."""
+    ) -> tuple[int, list[AfterCommit]]:
+        """The SQL half of :meth:`commit_document` in one transaction.
+
+        Returns the number of chunks added and the store's after-commit steps.
+        """
         with self.sessions.begin() as session:
             row = session.get(Document, doc_id)
             if row is None:
@@ -691,20 +658,21 @@ class KnowledgeBase:
             ]
             session.add_all(chunk_rows)
             session.flush()
-            new_ids = [r.id for r in chunk_rows]
+            new_ids = np.asarray([r.id for r in chunk_rows], dtype=np.int64)
             removed_ids: list[int] = []
             for old_id in replaces:
                 removed_ids += list(
                     session.scalars(select(ChunkRow.id).where(ChunkRow.document_id == old_id))
                 )
+            after = [self.store.stage_remove(session, collection_id, removed_ids)]
+            for old_id in replaces:
                 session.execute(delete(ChunkRow).where(ChunkRow.document_id == old_id))
                 session.execute(delete(Document).where(Document.id == old_id))
-            if removed_ids:
-                session.add(
-                    IndexJournal(collection_id=collection_id, op="remove", chunk_ids=removed_ids)
+            after.append(
+                self.store.stage_add(
+                    session, collection_id, new_ids, vectors, [c.text for c in chunks]
                 )
-            entry = IndexJournal(collection_id=collection_id, op="add", chunk_ids=new_ids)
-            session.add(entry)
+            )
             row.status = DocumentStatus.READY.value
             row.error = None
             row.page_count = page_count
@@ -712,7 +680,7 @@ class KnowledgeBase:
                 row.media_type = media_type
             row.chunk_count = len(chunks)
             session.flush()
-            return entry.seq, new_ids, removed_ids
+            return len(new_ids), after
 
     @staticmethod
     def _record_embedding(owner: Collection, model: str, dim: int) -> None:
@@ -734,27 +702,16 @@ class KnowledgeBase:
         """Delete a document from SQL, FAISS and BM25 (the one write path for removals)."""
         doc = self.get_document(doc_id)
         collection = self._collection_ref(doc.collection)
-        indexes = self._collection_indexes(collection.id)
-        with indexes.writer, self.writer_lock.hold():
+        with self.store.writing(collection.id):
             with self.sessions.begin() as session:
                 chunk_ids = list(
                     session.scalars(select(ChunkRow.id).where(ChunkRow.document_id == doc_id))
                 )
+                after = self.store.stage_remove(session, collection.id, chunk_ids)
                 session.execute(delete(ChunkRow).where(ChunkRow.document_id == doc_id))
                 session.execute(delete(Document).where(Document.id == doc_id))
-                seq = None
-                if chunk_ids:
-                    entry = IndexJournal(
-                        collection_id=collection.id, op="remove", chunk_ids=chunk_ids
-                    )
-                    session.add(entry)
-                    session.flush()
-                    seq = entry.seq
             kill_point("delete.sql_done")
-            if seq is not None:
-                with indexes.rw.write():
-                    self._remove_from_indexes(indexes, chunk_ids)
-                self._after_write(indexes, seq)
+            after()
         (self.files_dir / doc_id).unlink(missing_ok=True)
         log.info("document deleted doc_id=%s chunks=%d", doc_id, len(chunk_ids))
         return doc
@@ -775,10 +732,11 @@ class KnowledgeBase:
         deleted). Then, holding the collection's writer lock, chunks committed
         meanwhile are embedded too, the new vector index is built in memory,
         and one SQL transaction replaces every stored vector, records the new
-        model and size, and writes a ``reembed`` journal entry; the in-memory
-        index is swapped and both files saved. A process killed before that
-        transaction leaves the old state wholly; after it, start-up replay of
-        the entry rebuilds the vector index from SQL, so the new state is whole.
+        model and size, and stages the store's change (file store: a
+        ``reembed`` journal entry, then the in-memory index is swapped and
+        saved; Postgres: the vector rows). A process killed before that
+        transaction leaves the old state wholly; after it, the file store's
+        start-up replay rebuilds the vector index from SQL, so the new state is whole.
         Chunk boundaries, ids and the BM25 index do not change.
 
         Args:
@@ -793,7 +751,6 @@ class KnowledgeBase:
         if batch_chunks < 1:
             raise InvalidInput(f"batch_chunks must be >= 1, got {batch_chunks}")
         info = self._collection_ref(name)
-        indexes = self._collection_indexes(info.id)
         snapshot = self._ready_chunk_texts(info.id)
         total = len(snapshot)
         vectors: dict[int, np.ndarray] = {}
@@ -806,7 +763,7 @@ class KnowledgeBase:
             if progress is not None:
                 progress(len(vectors), total)
             kill_point("reembed.batch")
-        with indexes.writer, self.writer_lock.hold():
+        with self.store.writing(info.id):
             current = self._ready_chunk_texts(info.id)
             late = [(i, t) for i, t in current if i not in vectors]
             if late:  # committed while the rest was embedded
@@ -826,13 +783,9 @@ class KnowledgeBase:
                     f"embedder {embedder.name!r} says {dim} dimensions but gave "
                     f"{matrix.shape[1]}; check the model folder"
                 )
-            fresh = self._build_vectors(ids, matrix, dim)
-            kill_point("reembed.built")
-            seq = self._commit_reembed(info.id, embedder.name, dim, ids, matrix)
+            after = self._commit_reembed(info.id, embedder.name, dim, ids, matrix)
             kill_point("reembed.sql_done")
-            with indexes.rw.write():
-                indexes.vectors = fresh
-            self._persist(indexes, seq)
+            after()
         log.info("collection re-embedded name=%s model=%s chunks=%d", name, embedder.name, len(ids))
         return self.get_collection(name)
 
@@ -849,22 +802,17 @@ class KnowledgeBase:
             ).all()
         return [(int(i), t) for i, t in rows]
 
-    def _build_vectors(self, ids: np.ndarray, matrix: np.ndarray, dim: int) -> FaissVectorIndex:
-        """A new vector index holding ``matrix`` under ``ids`` (HNSW when big, as on add)."""
-        fresh = self._new_vectors(dim, len(ids))
-        fresh.search_threads = self.index_settings.search_threads
-        if len(ids):
-            fresh.add(ids, matrix)
-        return fresh
-
     def _commit_reembed(
         self, collection_id: int, model: str, dim: int, ids: np.ndarray, matrix: np.ndarray
-    ) -> int:
-        """One transaction: every vector, the collection's model and size, a journal entry."""
+    ) -> AfterCommit:
+        """One transaction: every vector, the collection's model and size, the store's change."""
         with self.sessions.begin() as session:
             owner = session.get(Collection, collection_id)
             if owner is None:
                 raise CollectionNotFound(f"collection id {collection_id} was deleted meanwhile")
+            # Staged first: the file store builds its new index here, before this
+            # transaction's first write takes SQLite's write lock.
+            after = self.store.stage_reembed(session, collection_id, ids, matrix)
             for start in range(0, len(ids), 1000):
                 session.execute(
                     update(ChunkRow),
@@ -875,28 +823,7 @@ class KnowledgeBase:
                 )
             owner.embedding_model = model
             owner.embedding_dim = dim
-            entry = IndexJournal(collection_id=collection_id, op="reembed", chunk_ids=[])
-            session.add(entry)
-            session.flush()
-            return int(entry.seq)
-
-    def _vectors_from_sql(self, collection_id: int) -> FaissVectorIndex | None:
-        """The vector index rebuilt from every ready chunk's stored vector (None: no chunks)."""
-        with self.sessions() as session:
-            rows = session.execute(
-                select(ChunkRow.id, ChunkRow.embedding)
-                .join(Document)
-                .where(
-                    ChunkRow.collection_id == collection_id,
-                    Document.status == DocumentStatus.READY.value,
-                )
-                .order_by(ChunkRow.id)
-            ).all()
-        if not rows:
-            return None
-        matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        return self._build_vectors(ids, matrix, int(matrix.shape[1]))
+            return after
 
     # --------------------------------------------------------------------- reads
     def collection_ids(self, names: Sequence[str] | None) -> list[int]:
@@ -945,38 +872,18 @@ class KnowledgeBase:
     def search_dense(
         self, collection_id: int, query: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> list[ScoredId]:
-        """FAISS top-k in one collection (under the read lock)."""
-        indexes = self._collection_indexes(collection_id)
-        with indexes.rw.read():
-            if indexes.vectors is None or not len(indexes.vectors):
-                return []
-            if allowed is not None and not len(allowed):
-                return []
-            if indexes.vectors.dim != query.shape[-1]:
-                raise EmbeddingMismatch(
-                    f"collection id {collection_id} holds {indexes.vectors.dim}-dimensional "
-                    f"vectors but the query vector has {query.shape[-1]}; query it with the "
-                    "model it records (`rag collections list`)"
-                )
-            return indexes.vectors.search(query, k, allowed_ids=allowed)
+        """Vector top-k in one collection (the search store's)."""
+        return self.store.search_dense(collection_id, query, k, allowed)
 
     def search_sparse(
         self, collection_id: int, query: str, k: int, allowed: np.ndarray | None
     ) -> list[ScoredId]:
-        """BM25 top-k in one collection (under the read lock)."""
-        indexes = self._collection_indexes(collection_id)
-        with indexes.rw.read():
-            if not len(indexes.sparse):
-                return []
-            if allowed is not None and not len(allowed):
-                return []
-            return indexes.sparse.search(query, k, allowed_ids=allowed)
+        """BM25 top-k in one collection (the search store's)."""
+        return self.store.search_sparse(collection_id, query, k, allowed)
 
     def sparse_share(self, collection_id: int, query: str, best_score: float) -> float:
         """``best_score`` as a share of the most the query could score in this collection."""
-        indexes = self._collection_indexes(collection_id)
-        with indexes.rw.read():
-            ceiling = indexes.sparse.score_ceiling(indexes.sparse.tokenize_query(query))
+        ceiling = self.store.sparse_ceiling(collection_id, query)
         return best_score / ceiling if ceiling > 0 else 0.0
 
     def chunks_by_ids(self, ids: Iterable[int]) -> dict[int, tuple[ChunkInfo, str, str]]:
@@ -1008,16 +915,16 @@ class KnowledgeBase:
             return [_chunk_info(r) for r in rows]
 
     def collection_size(self, collection_id: int) -> int:
-        """Chunks in the collection's BM25 index."""
-        return len(self._collection_indexes(collection_id).sparse)
+        """Chunks indexed for keywords in the collection."""
+        return self.store.size(collection_id)
 
     # -------------------------------------------------------------- consistency
     def check(self) -> list[CollectionCheck]:
-        """Compare the chunk ids of SQL, FAISS and BM25 for every collection."""
+        """Compare the chunk ids of SQL and the search store's two indexes per collection."""
         return [self._check_one(info) for info in self.list_collections()]
 
     def repair(self) -> list[CollectionCheck]:
-        """Bring FAISS and BM25 back to what SQL holds; fail stuck documents.
+        """Bring the search indexes back to what SQL holds; fail stuck documents.
 
         Missing chunks are re-added from their stored text and vectors (no
         re-embedding); extra ids are removed; indexes are saved. Returns the
@@ -1025,18 +932,13 @@ class KnowledgeBase:
         """
         self.fail_interrupted_documents()
         for info in self.list_collections():
-            indexes = self._collection_indexes(info.id)
-            with indexes.writer, self.writer_lock.hold():
+            with self.store.writing(info.id):
                 report = self._check_one(info)
                 if report.consistent:
                     continue
                 missing = sorted(set(report.missing_in_faiss) | set(report.missing_in_bm25))
                 extra = sorted(set(report.extra_in_faiss) | set(report.extra_in_bm25))
-                with indexes.rw.write():
-                    self._remove_from_indexes(indexes, extra)
-                    self._apply_adds(indexes, missing)
-                seq = max(indexes.vectors_seq, indexes.sparse_seq, self._max_seq())
-                self._persist(indexes, seq)
+                self.store.restore(info.id, missing, extra)
                 log.warning(
                     "repaired collection=%s added=%d removed=%d",
                     info.name,
@@ -1045,8 +947,15 @@ class KnowledgeBase:
                 )
         return self.check()
 
+    def flush(self) -> None:
+        """Save every unsaved index change (the file store; others have none)."""
+        self.store.flush()
+
+    def checkpoint(self) -> int:
+        """Save what is due (idle callers); returns how many collections were saved."""
+        return self.store.checkpoint()
+
     def _check_one(self, info: CollectionInfo) -> CollectionCheck:
-        indexes = self._collection_indexes(info.id)
         with self.sessions() as session:
             sql_ids = set(
                 session.scalars(
@@ -1066,9 +975,7 @@ class KnowledgeBase:
             resumable = _resumable_documents(session) if unfinished else set()
             stuck = tuple(d for d in unfinished if d not in resumable)
             waiting = tuple(d for d in unfinished if d in resumable)
-        with indexes.rw.read():
-            faiss_ids = set(indexes.vectors.ids().tolist()) if indexes.vectors else set()
-            bm25_ids = set(indexes.sparse.ids().tolist())
+        faiss_ids, bm25_ids = self.store.indexed_ids(info.id)
         return CollectionCheck(
             collection=info.name,
             sql_chunks=len(sql_ids),
@@ -1081,252 +988,6 @@ class KnowledgeBase:
             stuck_documents=stuck,
             resumable_documents=waiting,
         )
-
-    # ------------------------------------------------------------ index plumbing
-    def _new_sparse(self) -> BM25Index:
-        return BM25Index.from_settings(self.index_settings)
-
-    def _new_vectors(self, dim: int, n_expected: int) -> FaissVectorIndex:
-        return FaissVectorIndex.from_settings(dim, self.index_settings, expected_size=n_expected)
-
-    def _collection_indexes(self, collection_id: int) -> CollectionIndexes:
-        """The loaded indexes of a collection (loaded once; loading holds no global lock)."""
-        with self._indexes_lock:
-            existing = self._indexes.get(collection_id)
-            if existing is not None:
-                return existing
-            loading = self._loading.setdefault(collection_id, threading.Lock())
-        with loading:
-            with self._indexes_lock:
-                existing = self._indexes.get(collection_id)
-                if existing is not None:
-                    return existing
-            indexes = self._load_indexes(collection_id)
-            with self._indexes_lock:
-                self._indexes[collection_id] = indexes
-            return indexes
-
-    def _load_indexes(self, collection_id: int) -> CollectionIndexes:
-        """Load the newest index files and replay newer journal entries."""
-        directory = self.index_dir / f"c{collection_id}"
-        directory.mkdir(parents=True, exist_ok=True)
-        newest: dict[str, tuple[int, Path]] = {}
-        for path in directory.iterdir():
-            match = _INDEX_FILE.match(path.name)
-            if match:
-                kind, seq = match.group(1), int(match.group(2))
-                if kind not in newest or seq > newest[kind][0]:
-                    newest[kind] = (seq, path)
-            elif path.name.startswith(".") or path.suffix == ".tmp":
-                path.unlink(missing_ok=True)  # a temp file left by a crash mid-write
-        vectors, vectors_seq = None, 0
-        if "vectors" in newest:
-            vectors_seq, path = newest["vectors"]
-            vectors = FaissVectorIndex.load(path)
-            vectors.search_threads = self.index_settings.search_threads
-        sparse, sparse_seq = self._new_sparse(), 0
-        if "bm25" in newest:
-            sparse_seq, path = newest["bm25"]
-            sparse = BM25Index.load(path)
-        indexes = CollectionIndexes(
-            collection_id=collection_id,
-            directory=directory,
-            vectors=vectors,
-            sparse=sparse,
-            vectors_seq=vectors_seq,
-            sparse_seq=sparse_seq,
-        )
-        self._replay_journal(indexes)
-        return indexes
-
-    def _replay_journal(self, indexes: CollectionIndexes) -> None:
-        start = min(indexes.vectors_seq, indexes.sparse_seq)
-        with self.sessions() as session:
-            rows = session.scalars(
-                select(IndexJournal)
-                .where(
-                    IndexJournal.collection_id == indexes.collection_id,
-                    IndexJournal.seq > start,
-                )
-                .order_by(IndexJournal.seq)
-            ).all()
-            entries = [(e.seq, e.op, list(e.chunk_ids)) for e in rows]
-        if not entries:
-            return
-        rebuilt_at = max(
-            (seq for seq, op, _ in entries if op == "reembed" and seq > indexes.vectors_seq),
-            default=0,
-        )
-        if rebuilt_at:
-            # Every vector was replaced after the vector file was written: the stored
-            # vectors are the new ones, so the index is rebuilt from SQL, and the
-            # entries before it hold nothing the rebuilt index lacks.
-            indexes.vectors = self._vectors_from_sql(indexes.collection_id)
-            indexes.vectors_seq = rebuilt_at
-        for seq, op, chunk_ids in entries:
-            if op == "reembed":
-                pass
-            elif op == "remove":
-                if seq > indexes.vectors_seq and indexes.vectors is not None:
-                    indexes.vectors.remove(chunk_ids)
-                if seq > indexes.sparse_seq:
-                    indexes.sparse.remove(chunk_ids)
-            else:
-                self._apply_adds(
-                    indexes,
-                    chunk_ids,
-                    vectors=seq > indexes.vectors_seq,
-                    sparse=seq > indexes.sparse_seq,
-                )
-            kill_point("replay.entry")
-        log.info(
-            "journal replayed collection_id=%d entries=%d", indexes.collection_id, len(entries)
-        )
-        with self.writer_lock.hold():
-            self._persist(indexes, entries[-1][0])
-
-    def _apply_adds(
-        self,
-        indexes: CollectionIndexes,
-        chunk_ids: Sequence[int],
-        *,
-        vectors: bool = True,
-        sparse: bool = True,
-    ) -> None:
-        """Add chunks (from their stored text and vector) that an index lacks."""
-        if not chunk_ids:
-            return
-        rows: list[tuple[int, str, bytes]] = []
-        with self.sessions() as session:
-            for start in range(0, len(chunk_ids), 5000):
-                part = list(chunk_ids[start : start + 5000])
-                rows += session.execute(
-                    select(ChunkRow.id, ChunkRow.text, ChunkRow.embedding)
-                    .join(Document)
-                    .where(ChunkRow.id.in_(part), Document.status == DocumentStatus.READY.value)
-                ).all()
-        if not rows:
-            return
-        rows.sort()
-        if vectors:
-            have = set(indexes.vectors.ids().tolist()) if indexes.vectors is not None else set()
-            todo = [r for r in rows if r[0] not in have]
-            if todo:
-                mat = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in todo])
-                ids = np.asarray([r[0] for r in todo], dtype=np.int64)
-                if indexes.vectors is None:
-                    indexes.vectors = self._new_vectors(mat.shape[1], len(ids))
-                indexes.vectors.add(ids, mat)
-        if sparse:
-            have = set(indexes.sparse.ids().tolist())
-            todo = [r for r in rows if r[0] not in have]
-            if todo:
-                indexes.sparse.add([r[0] for r in todo], [r[1] for r in todo])
-
-    def _add_to_indexes(
-        self, indexes: CollectionIndexes, ids: np.ndarray, vectors: np.ndarray, texts: list[str]
-    ) -> None:
-        if indexes.vectors is None:
-            indexes.vectors = self._new_vectors(vectors.shape[1], len(ids))
-        indexes.vectors.add(ids, vectors)
-        indexes.sparse.add(ids.tolist(), texts)
-        s = self.index_settings
-        if (
-            s.vector_kind == "auto"
-            and indexes.vectors.kind == "flat"
-            and len(indexes.vectors) > s.hnsw_threshold
-        ):
-            log.info(
-                "switching to HNSW collection_id=%d size=%d",
-                indexes.collection_id,
-                len(indexes.vectors),
-            )
-            indexes.vectors = indexes.vectors.rebuild("hnsw")
-
-    @staticmethod
-    def _remove_from_indexes(indexes: CollectionIndexes, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        if indexes.vectors is not None:
-            indexes.vectors.remove(ids)
-        indexes.sparse.remove(ids)
-
-    def _after_write(self, indexes: CollectionIndexes, seq: int) -> None:
-        """Remember that ``seq`` needs saving; save if a checkpoint is due.
-
-        Saving rewrites a whole index file (150 MB of vectors at 100k chunks),
-        so it happens at checkpoints, not per document: the journal entry
-        committed with the write already makes it durable.
-        """
-        if not indexes.unsaved_writes:
-            indexes.unsaved_since = time.monotonic()
-        indexes.pending_seq = max(indexes.pending_seq, seq)
-        indexes.unsaved_writes += 1
-        if self.autoflush and self._checkpoint_due(indexes):
-            self._persist(indexes, indexes.pending_seq)
-
-    def _checkpoint_due(self, indexes: CollectionIndexes) -> bool:
-        s = self.index_settings
-        return indexes.unsaved_writes >= s.checkpoint_entries or (
-            time.monotonic() - indexes.unsaved_since >= s.checkpoint_seconds
-        )
-
-    def checkpoint(self) -> int:
-        """Save the collections whose checkpoint is due (idle callers); returns how many."""
-        if not self.autoflush:
-            return 0
-        return self._save_pending(due_only=True)
-
-    def flush(self) -> None:
-        """Save every collection's indexes that have unsaved changes."""
-        self._save_pending(due_only=False)
-
-    def _save_pending(self, *, due_only: bool) -> int:
-        with self._indexes_lock:
-            loaded = list(self._indexes.values())
-        saved = 0
-        for indexes in loaded:
-            if not indexes.pending_seq or (due_only and not self._checkpoint_due(indexes)):
-                continue
-            with indexes.writer, self.writer_lock.hold():
-                if indexes.pending_seq:
-                    self._persist(indexes, indexes.pending_seq)
-                    saved += 1
-        return saved
-
-    def _max_seq(self) -> int:
-        with self.sessions() as session:
-            return int(session.scalar(select(func.max(IndexJournal.seq))) or 0)
-
-    def _persist(self, indexes: CollectionIndexes, seq: int) -> None:
-        """Write both indexes under a name carrying ``seq``, then drop older files.
-
-        Each file is written atomically; a crash between the two writes leaves
-        one index at an older sequence number, and the journal replays the rest.
-        """
-        with indexes.rw.read():
-            if indexes.vectors is not None:
-                indexes.vectors.save(indexes.directory / f"vectors.{seq}.faiss")
-                indexes.vectors_seq = seq
-            kill_point("persist.between_files")
-            indexes.sparse.save(indexes.directory / f"bm25.{seq}.npz")
-            indexes.sparse_seq = seq
-            if indexes.pending_seq <= seq:
-                indexes.pending_seq = indexes.unsaved_writes = 0
-        kill_point("persist.before_prune")
-        for path in indexes.directory.iterdir():
-            match = _INDEX_FILE.match(path.name)
-            if match and int(match.group(2)) < seq:
-                path.unlink(missing_ok=True)
-        self._prune_journal(indexes.collection_id, seq)
-
-    def _prune_journal(self, collection_id: int, upto: int) -> None:
-        with self.sessions.begin() as session:
-            session.execute(
-                delete(IndexJournal).where(
-                    IndexJournal.collection_id == collection_id, IndexJournal.seq <= upto
-                )
-            )
 
 
 def file_sha256(data: bytes) -> str:

@@ -338,7 +338,15 @@ class Settings(BaseSettings):
         DEFAULT_DATA_DIR, description="Folder for the SQLite database and the index files."
     )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default: SQLite file rag.db in data_dir."
+        None,
+        description="SQLAlchemy URL; default: SQLite file rag.db in data_dir. "
+        "postgresql+psycopg://user:pass@host/db keeps everything (vectors in pgvector, BM25 "
+        "in SQL tables) in PostgreSQL >= 15 with pgvector >= 0.7, so replicas can share it.",
+    )
+    database_auto_upgrade: bool = Field(
+        True,
+        description="Upgrade the database schema to this version's when opening it; off: "
+        "run `rag db upgrade` first (a database that is behind is refused).",
     )
     log_level: str = Field("WARNING", description="Log level of the CLI and server.")
     ingest: IngestSettings = Field(default_factory=IngestSettings)

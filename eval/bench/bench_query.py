@@ -63,6 +63,7 @@ from rag.index.faiss_index import omp_threads
 from rag.query.fusion import fuse_hits
 from rag.services import Services, build_services
 from rag.settings import load_settings
+from rag.store.files import CollectionIndexes, FileSearchStore
 
 NAME = "bench_query"
 COLLECTION = "bench"
@@ -78,6 +79,14 @@ DENSE_REFERENCES = {
 }
 SPARSE_REFERENCE = "bm25s at 100k: 0.63 ms numpy top-k over non-zeros, 0.21 ms numba"
 HYBRID_REFERENCE = "100k: 12.5 / 17.4 ms (torch fp32 + HNSW + bm25s numba)"
+
+
+def file_indexes(kb: Any, collection_id: int) -> CollectionIndexes:
+    """The embedded store's live FAISS and BM25 of a collection (the raw-library calls use them)."""
+    store = kb.store
+    if not isinstance(store, FileSearchStore):
+        raise SystemExit("the raw-library comparison needs the embedded backend (unset the URL)")
+    return store.loaded(collection_id)
 
 
 def target_cell(samples: Sequence[float], size: int) -> str:
@@ -149,7 +158,7 @@ def bench_config(
     settings = services.settings.retrieval
     k = settings.candidates
     (collection_id,) = kb.collection_ids([COLLECTION])
-    indexes = kb._collection_indexes(collection_id)  # the live indexes, for the raw calls
+    indexes = file_indexes(kb, collection_id)  # the live indexes, for the raw calls
     vectors, bm25 = indexes.vectors, indexes.sparse
     tokens = [bm25.tokenize_query(q) for q in queries]
     pairs = list(zip(queries, query_vectors, strict=True))
@@ -316,7 +325,7 @@ def bench_size(
             del texts, vectors
             gc.collect()
             (collection_id,) = services.kb.collection_ids([COLLECTION])
-            indexes = services.kb._collection_indexes(collection_id)
+            indexes = file_indexes(services.kb, collection_id)
             for kind in kinds:
                 if indexes.vectors.kind != kind:
                     progress(NAME, f"building {kind} over {size:,} vectors")

@@ -217,7 +217,7 @@ def test_reembed_entry_replayed_on_start_rebuilds_vectors(tmp_path: Path) -> Non
     kb.engine.dispose()
     reopened = build_services(settings)
     try:
-        indexes = reopened.kb._collection_indexes(info.id)
+        indexes = reopened.kb.store.loaded(info.id)
         assert indexes.vectors is not None and indexes.vectors.dim == 32
         assert all(c.consistent for c in reopened.kb.check())
         hits = reopened.retriever().retrieve("espresso coffee", mode="dense", top_k=1).hits

@@ -62,6 +62,14 @@ PLAN: list[tuple[str, str, int]] = [
 ]
 
 
+def _marker(kind: str, *numbers: int) -> str:
+    """A word made of letters only, so the tokeniser keeps it one term found in one file.
+
+    (Digits would be cut off as terms of their own, which every note repeats.)
+    """
+    return kind + "marker" + "q".join("".join(chr(97 + int(d)) for d in str(n)) for n in numbers)
+
+
 def _corpus(folder: Path, step: int) -> list[str]:
     """Fresh files for one step (a large one, for many embedding batches, and small ones).
 
@@ -71,11 +79,11 @@ def _corpus(folder: Path, step: int) -> list[str]:
     rng = random.Random(step)
     words = "solar wind battery inverter grid storage panel energy current cell".split()
     big = " ".join(f"Sentence {i} says {' '.join(rng.choices(words, k=12))}." for i in range(1_500))
-    (folder / f"big{step:02d}.txt").write_text(f"bigmarker{step}. {big}")
-    markers = [f"bigmarker{step}"]
+    (folder / f"big{step:02d}.txt").write_text(f"{_marker('big', step)}. {big}")
+    markers = [_marker("big", step)]
     for n in range(NOTES):
         text = " ".join(f"Note {n}.{i}: {' '.join(rng.choices(words, k=10))}." for i in range(40))
-        marker = f"notemarker{step}x{n}"
+        marker = _marker("note", step, n)
         (folder / f"note{step:02d}-{n}.txt").write_text(f"{marker}. {text}")
         markers.append(marker)
     return markers
@@ -130,7 +138,7 @@ def _recorded_model(data: Path, step: object) -> str:
         with services.kb.sessions() as session:
             sizes = set(session.scalars(select(func.length(ChunkRow.embedding))).all())
         assert sizes == {dim * 4}, (step, sizes)  # float32: never two models' vectors mixed
-        indexes = services.kb._collection_indexes(info.id)
+        indexes = services.kb.store.loaded(info.id)
         assert indexes.vectors is not None and indexes.vectors.dim == dim, step
         return info.embedding_model
     finally:

@@ -119,7 +119,7 @@ def test_repair_fixes_a_tampered_index(services) -> None:
     ingest(services, TEA, "tea.txt")
     kb = services.kb
     cid = kb.get_collection("default").id
-    indexes = kb._collection_indexes(cid)
+    indexes = kb.store.loaded(cid)
     victim = int(indexes.sparse.ids()[0])
     indexes.sparse.remove([victim])
     indexes.vectors.add(np.array([999_999]), np.ones((1, 256), dtype=np.float32) / 16)
@@ -228,7 +228,7 @@ def test_index_files_are_saved_at_checkpoints_not_per_document(tmp_path: Path) -
     ingest(services, SOLAR + " Wind turbines too.", "wind.txt")
     files = _index_files(services)
     assert len(files) == 2 and all(".3." in name for name in files), files
-    assert services.kb._max_seq() == 0  # the journal is pruned once the files hold it
+    assert services.kb.store._max_seq() == 0  # the journal is pruned once the files hold it
     ingest(services, TEA + " 白茶轻微发酵。", "white.txt")
     services.kb.engine.dispose()  # the process dies before the next checkpoint
     reopened = build_services(settings)
