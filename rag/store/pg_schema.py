@@ -11,11 +11,16 @@ PostgreSQL only (it spells them out rather than importing this module).
   once its dimension is known: one index per collection keeps a search from
   walking other collections' graphs, and the cast gives pgvector the fixed
   size an index needs.
-* ``bm25_postings``: (collection, term, chunk) -> tf. The primary key leads
-  with (collection_id, term), so a query term's postings and its document
-  frequency are one index range; the ``chunk_id`` index serves removals and
-  the ``ON DELETE CASCADE`` from ``chunks``.
-* ``bm25_lengths``: tokens per chunk (the ``len(d)`` of BM25).
+* ``bm25_postings``: (collection, term, chunk) -> tf and the chunk's length.
+  The primary key leads with (collection_id, term) and INCLUDEs tf and
+  length, so a query term's postings, its document frequency and all the
+  scoring needs are one index-only range scan (no join per posting). There
+  is deliberately no foreign key and no ``chunk_id`` index here: with them,
+  writing a 2,000-chunk batch (95k postings) took 0.6 s and 0.2 s longer
+  (a per-row RI check and a second btree). Removal finds a chunk's postings
+  through ``bm25_lengths.terms`` instead.
+* ``bm25_lengths``: one row per chunk: its length in tokens (the ``len(d)``
+  of BM25) and its distinct terms; cascades from ``chunks``.
 * ``bm25_stats``: per collection N and the total length (avgdl = total / N),
   changed only by increments, so concurrent transactions never lose counts.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     Connection,
@@ -31,6 +37,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     inspect,
@@ -59,11 +66,12 @@ chunk_vectors = Table(
 bm25_postings = Table(
     "bm25_postings",
     metadata,
-    Column("collection_id", Integer, primary_key=True),
-    Column("term", Text, primary_key=True),
-    Column("chunk_id", Integer, ForeignKey(_CHUNK_ID, ondelete="CASCADE"), primary_key=True),
+    Column("collection_id", Integer, nullable=False),
+    Column("term", Text, nullable=False),
+    Column("chunk_id", Integer, nullable=False),
     Column("tf", Integer, nullable=False),
-    Index("ix_bm25_postings_chunk", "chunk_id"),
+    Column("length", Integer, nullable=False),
+    PrimaryKeyConstraint("collection_id", "term", "chunk_id", postgresql_include=["tf", "length"]),
 )
 
 bm25_lengths = Table(
@@ -72,6 +80,7 @@ bm25_lengths = Table(
     Column("chunk_id", Integer, ForeignKey(_CHUNK_ID, ondelete="CASCADE"), primary_key=True),
     Column("collection_id", Integer, nullable=False),
     Column("length", Integer, nullable=False),
+    Column("terms", ARRAY(Text), nullable=False),
     Index("ix_bm25_lengths_collection", "collection_id"),
 )
 

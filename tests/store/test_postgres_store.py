@@ -405,6 +405,15 @@ def _store_tables_shape(engine: sqlalchemy.Engine) -> dict[str, object]:
                 for f in inspector.get_foreign_keys(t.name)
             ),
             sorted((i["name"], i["column_names"]) for i in inspector.get_indexes(t.name)),
+            [
+                (i["indexname"], i["indexdef"])
+                for i in engine.connect()
+                .execute(
+                    text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
+                    {"t": t.name},
+                )
+                .mappings()
+            ],
         )
         for t in pg_schema.TABLES
         if inspector.has_table(t.name)
@@ -431,3 +440,23 @@ def test_migration_0002_creates_the_tables_the_store_uses(pg_url: str) -> None:
         assert _store_tables_shape(engine) == migrated
     finally:
         engine.dispose()
+
+
+def test_terms_with_copy_special_characters_round_trip(
+    pg: PgStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the tokeniser ever emit them, backslashes, tabs, quotes and 'null' are escaped."""
+    import rag.store.postgres as postgres_module
+
+    monkeypatch.setattr(postgres_module, "tokenize", lambda text, stem=True: text.split("|"))
+    cid = pg.create_collection("c")
+    odd = ["back\\slash", "tab\tterm", 'quo"te', "null", "NULL", "new\nline", "a,b", "{x}"]
+    _, ids = pg.add_document(cid, ["|".join(odd), "plain|null"], unit_vectors(2, 4, seed=1))
+    for term in odd:
+        hits = pg.store.search_sparse(cid, term, 5, None)
+        assert int(ids[0]) in [h.chunk_id for h in hits], term
+    pg.delete_chunks(cid, [int(ids[0])])
+    with pg.engine.connect() as conn:
+        left = conn.execute(text("SELECT term FROM bm25_postings ORDER BY term")).scalars().all()
+    assert left == ["null", "plain"]
+    assert pg.stats(cid) == pg.true_stats(cid) == (1, 2)

@@ -65,22 +65,25 @@ def upgrade() -> None:
         )
         op.create_index("ix_chunk_vectors_collection", "chunk_vectors", ["collection_id"])
     if "bm25_postings" not in have:
+        # No foreign key and no chunk_id index, on purpose: see rag.store.pg_schema.
         op.create_table(
             "bm25_postings",
             sa.Column("collection_id", sa.Integer(), nullable=False),
             sa.Column("term", sa.Text(), nullable=False),
             sa.Column("chunk_id", sa.Integer(), nullable=False),
             sa.Column("tf", sa.Integer(), nullable=False),
-            sa.ForeignKeyConstraint(["chunk_id"], ["chunks.id"], ondelete="CASCADE"),
-            sa.PrimaryKeyConstraint("collection_id", "term", "chunk_id"),
+            sa.Column("length", sa.Integer(), nullable=False),
+            sa.PrimaryKeyConstraint(
+                "collection_id", "term", "chunk_id", postgresql_include=["tf", "length"]
+            ),
         )
-        op.create_index("ix_bm25_postings_chunk", "bm25_postings", ["chunk_id"])
     if "bm25_lengths" not in have:
         op.create_table(
             "bm25_lengths",
             sa.Column("chunk_id", sa.Integer(), nullable=False),
             sa.Column("collection_id", sa.Integer(), nullable=False),
             sa.Column("length", sa.Integer(), nullable=False),
+            sa.Column("terms", sa.ARRAY(sa.Text()), nullable=False),
             sa.ForeignKeyConstraint(["chunk_id"], ["chunks.id"], ondelete="CASCADE"),
             sa.PrimaryKeyConstraint("chunk_id"),
         )
