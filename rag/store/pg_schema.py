@@ -27,6 +27,8 @@ PostgreSQL only (it spells them out rather than importing this module).
 
 from __future__ import annotations
 
+import secrets
+
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     ARRAY,
@@ -98,16 +100,27 @@ PGVECTOR_MIN_VERSION = (0, 7)
 HNSW_MAX_DIM = 2000
 
 
-def hnsw_index_name(collection_id: int) -> str:
-    """The name of a collection's partial HNSW index."""
-    return f"ix_chunk_vectors_hnsw_{int(collection_id)}"
+def hnsw_index_prefix(collection_id: int) -> str:
+    """What the names of a collection's partial HNSW indexes start with."""
+    return f"ix_chunk_vectors_hnsw_{int(collection_id)}_"
 
 
-def create_hnsw_index_sql(collection_id: int, dim: int, m: int, ef_construction: int) -> str:
+def hnsw_index_name(collection_id: int, dim: int) -> str:
+    """A new name for a collection's HNSW index over ``dim``-sized vectors.
+
+    A random suffix: a re-embedding builds the new index before it drops the
+    old one, so the two coexist for a moment even when the size is the same.
+    """
+    return f"{hnsw_index_prefix(collection_id)}{int(dim)}_{secrets.token_hex(4)}"
+
+
+def create_hnsw_index_sql(
+    name: str, collection_id: int, dim: int, m: int, ef_construction: int
+) -> str:
     """DDL of a collection's partial expression HNSW index (inner product)."""
     cid, dim = int(collection_id), int(dim)
     return (
-        f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(cid)} ON chunk_vectors "
+        f"CREATE INDEX {name} ON chunk_vectors "
         f"USING hnsw ((embedding::vector({dim})) vector_ip_ops) "
         f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE {hnsw_predicate_sql(cid, dim)}"
@@ -175,6 +188,7 @@ __all__ = [
     "create_schema",
     "ensure_pgvector",
     "hnsw_index_name",
+    "hnsw_index_prefix",
     "hnsw_predicate_sql",
     "metadata",
     "missing_tables",

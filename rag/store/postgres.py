@@ -358,12 +358,17 @@ class PostgresSearchStore:
             raise InvalidInput(
                 f"got {len(ids)} ids and vectors of shape {vectors.shape}; pass one per id"
             )
-        # Dropping first: rebuilding the graph once beats re-inserting every vector into it.
-        self._drop_hnsw(session, cid)
+        # The old index stays until the new one is built: dropping it takes an ACCESS
+        # EXCLUSIVE lock on chunk_vectors, which would stop every collection's dense
+        # search for the whole transaction; at its end it is held a moment. Building a
+        # new graph once also beats re-inserting every vector into the old one.
+        old = self._hnsw_indexes(session, cid)
         session.execute(text("DELETE FROM chunk_vectors WHERE collection_id = :cid"), {"cid": cid})
         if len(ids):
             self._copy_vectors(session, cid, ids, vectors)
-            self._ensure_hnsw(session, cid, int(vectors.shape[1]), len(ids))
+            self._ensure_hnsw(session, cid, int(vectors.shape[1]), len(ids), rebuild=True)
+        for name in old:
+            session.execute(text(f"DROP INDEX IF EXISTS {name}"))
         log.info("postgres staged reembed collection_id=%d chunks=%d", cid, len(ids))
         return _nothing
 
@@ -642,8 +647,21 @@ class PostgresSearchStore:
         kind = self.settings.vector_kind
         return kind == "hnsw" or (kind == "auto" and n_chunks > self.settings.hnsw_threshold)
 
-    def _ensure_hnsw(self, session: Session, collection_id: int, dim: int, n_chunks: int) -> None:
-        """Create the collection's HNSW index once it is due (in the caller's transaction)."""
+    def _ensure_hnsw(
+        self,
+        session: Session,
+        collection_id: int,
+        dim: int,
+        n_chunks: int,
+        *,
+        rebuild: bool = False,
+    ) -> None:
+        """Create the collection's HNSW index once it is due (in the caller's transaction).
+
+        ``rebuild``: make a new one even if an index for ``dim`` exists (re-embedding).
+        The build takes a SHARE lock on ``chunk_vectors`` until the commit:
+        writes to every collection wait, searches do not.
+        """
         if not self._wants_hnsw(n_chunks):
             return
         if dim > pg_schema.HNSW_MAX_DIM:
@@ -654,8 +672,9 @@ class PostgresSearchStore:
                 pg_schema.HNSW_MAX_DIM,
             )
             return
-        name = pg_schema.hnsw_index_name(collection_id)
-        if session.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar():
+        if not rebuild and any(
+            f"vector({dim})" in d for d in self._hnsw_indexes(session, collection_id).values()
+        ):
             return
         log.info(
             "creating hnsw index collection_id=%d dim=%d chunks=%d", collection_id, dim, n_chunks
@@ -663,15 +682,30 @@ class PostgresSearchStore:
         session.execute(
             text(
                 pg_schema.create_hnsw_index_sql(
-                    collection_id, dim, self.settings.hnsw_m, self.settings.hnsw_ef_construction
+                    pg_schema.hnsw_index_name(collection_id, dim),
+                    collection_id,
+                    dim,
+                    self.settings.hnsw_m,
+                    self.settings.hnsw_ef_construction,
                 )
             )
         )
 
     @staticmethod
-    def _drop_hnsw(session: Session, collection_id: int) -> None:
-        name = pg_schema.hnsw_index_name(collection_id)
-        if session.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar():
+    def _hnsw_indexes(session: Session, collection_id: int) -> dict[str, str]:
+        """The collection's HNSW indexes: name -> definition."""
+        prefix = pg_schema.hnsw_index_prefix(collection_id).replace("_", "\\_")
+        rows = session.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE tablename = 'chunk_vectors' AND indexname LIKE :prefix"
+            ),
+            {"prefix": prefix + "%"},
+        ).all()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def _drop_hnsw(self, session: Session, collection_id: int) -> None:
+        for name in self._hnsw_indexes(session, collection_id):
             session.execute(text(f"DROP INDEX IF EXISTS {name}"))
 
 

@@ -117,6 +117,14 @@ def pg(pg_url: str) -> Iterator[PgStore]:
     made.engine.dispose()
 
 
+def hnsw_indexes(conn: sqlalchemy.Connection, collection_id: int) -> list[tuple[str, str]]:
+    prefix = pg_schema.hnsw_index_prefix(collection_id)
+    rows = conn.execute(
+        text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunk_vectors'")
+    ).all()
+    return [(r[0], r[1]) for r in rows if r[0].startswith(prefix)]
+
+
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n, dim)).astype(np.float32)
@@ -163,10 +171,7 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
         vectors = unit_vectors(400, 16, seed=2)
         _, ids = made.add_document(cid, words(400, 2), vectors)
         with made.engine.connect() as conn:
-            indexdef = conn.execute(
-                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
-                {"n": pg_schema.hnsw_index_name(cid)},
-            ).scalar_one()
+            ((name, indexdef),) = hnsw_indexes(conn, cid)
             assert "hnsw" in indexdef and f"collection_id = {cid}" in indexdef
             plan = "\n".join(
                 conn.execute(
@@ -174,7 +179,7 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
                     {"q": "[" + ",".join(["0.25"] * 16) + "]", "k": 5},
                 ).scalars()
             )
-            assert pg_schema.hnsw_index_name(cid) in plan
+            assert name in plan
         q = unit_vectors(1, 16, seed=3)[0]
         got = [h.chunk_id for h in made.store.search_dense(cid, q, 5, None)]
         # 400 points, ef_search 200: the graph search is exact at this size.
@@ -213,12 +218,19 @@ def test_reembed_to_another_dimension(pg_url: str) -> None:
         with pytest.raises(EmbeddingMismatch):
             made.store.search_dense(cid, unit_vectors(1, 8, seed=1)[0], 3, None)
         with made.engine.connect() as conn:
-            indexdef = conn.execute(
-                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
-                {"n": pg_schema.hnsw_index_name(cid)},
-            ).scalar_one()
+            ((_, indexdef),) = hnsw_indexes(conn, cid)  # the 8-dimensional one is gone
         assert "vector(24)" in indexdef
+        with made.sessions.begin() as session:  # the same size again: a new index replaces it
+            made.store.stage_reembed(session, cid, ids, fresh[::-1].copy())
+        with made.engine.connect() as conn:
+            ((_, again),) = hnsw_indexes(conn, cid)
+        assert "vector(24)" in again
+        assert made.store.search_dense(cid, fresh[7], 1, None)[0].chunk_id == int(ids[-8])
         assert made.store.size(cid) == 50  # BM25 untouched
+        with made.sessions.begin() as session:
+            made.store.stage_drop(session, cid)
+        with made.engine.connect() as conn:
+            assert hnsw_indexes(conn, cid) == []
     finally:
         made.engine.dispose()
 
