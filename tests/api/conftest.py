@@ -23,13 +23,34 @@ MULTILANG = "multilang_en-ar-ru-zh-th-ja.pdf"
 NICS = "en_table_nics-background-checks-2015-11.pdf"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked ``both_backends`` run each test on SQLite files and on PostgreSQL."""
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_backends") is not None
+        metafunc.parametrize("backend", ["files", "postgres"] if both else ["files"])
+
+
 @pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """Factory of started TestClients over fresh apps (closed at teardown)."""
+def backend_overrides(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings overrides of the test's storage backend (a fresh PostgreSQL database each)."""
+    if backend == "postgres":
+        return {"database_url": request.getfixturevalue("pg_url")}
+    return {}
+
+
+@pytest.fixture
+def make_client(
+    tmp_path: Path, backend_overrides: dict[str, Any]
+) -> Iterator[Callable[..., TestClient]]:
+    """Factory of started TestClients over fresh apps (closed at teardown).
+
+    Every app of one test shares the test's backend (one PostgreSQL database
+    for all of them when it is ``postgres``, as replicas would).
+    """
     clients: list[TestClient] = []
 
     def make(subdir: str = "data", raise_server_exceptions: bool = True, **overrides: Any):
-        app = create_app(fast_settings(tmp_path / subdir, **overrides))
+        app = create_app(fast_settings(tmp_path / subdir, **{**backend_overrides, **overrides}))
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
         clients.append(client)
@@ -104,7 +125,7 @@ def parse_sse(text: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A live server over a fresh app with fast settings."""
-    with LiveServer(create_app(fast_settings(tmp_path / "live"))) as server:
+def live_server(tmp_path: Path, backend_overrides: dict[str, Any]) -> Iterator[LiveServer]:
+    """A live server over a fresh app with fast settings (on the test's backend)."""
+    with LiveServer(create_app(fast_settings(tmp_path / "live", **backend_overrides))) as server:
         yield server

@@ -9,7 +9,7 @@ import pytest
 
 from tests.api.conftest import LOREM, MULTILANG, assert_error, ingest, parse_sse
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 QUESTION = "What is the two-column document with Lorem Ipsum about?"
 

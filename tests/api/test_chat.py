@@ -9,7 +9,7 @@ import pytest
 
 from tests.api.conftest import LOREM, assert_error, ingest, parse_sse
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 
 def test_chat_session_with_follow_up(client, pdfs_dir: Path):

@@ -10,7 +10,7 @@ from api.reembed import ReembedJobs
 from rag.db.models import IngestJob, JobStatus
 from tests.api.conftest import LOREM, assert_error, ingest, wait_job
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 
 def test_collection_lifecycle(client, pdfs_dir: Path):

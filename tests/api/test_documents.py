@@ -19,7 +19,7 @@ from tests.api.conftest import (
     wait_job,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 
 def test_upload_ingests_in_background_and_document_endpoints_work(client, pdfs_dir: Path):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.api.conftest import LOREM, ingest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_backends]
 
 
 def test_health_and_readiness(client):
