@@ -115,12 +115,12 @@ def hnsw_index_name(collection_id: int, dim: int) -> str:
 
 
 def create_hnsw_index_sql(
-    name: str, collection_id: int, dim: int, m: int, ef_construction: int
+    name: str, collection_id: int, dim: int, m: int, ef_construction: int, *, concurrently: bool
 ) -> str:
     """DDL of a collection's partial expression HNSW index (inner product)."""
     cid, dim = int(collection_id), int(dim)
     return (
-        f"CREATE INDEX {name} ON chunk_vectors "
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} ON chunk_vectors "
         f"USING hnsw ((embedding::vector({dim})) vector_ip_ops) "
         f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE {hnsw_predicate_sql(cid, dim)}"

@@ -7,8 +7,12 @@ share one database: nothing lives in memory, nothing needs replaying.
 Dense search orders by pgvector's negative inner product ``<#>`` over the
 collection's rows; once a collection is big enough (``vector_kind`` and
 ``hnsw_threshold``, as FAISS switches) a partial HNSW index answers it.
-Below that the scan is exact, which also keeps ingestion cheap: an HNSW
-insert costs about a millisecond a vector, more than tokenising the chunk.
+That index is built by :meth:`PostgresSearchStore.checkpoint` (the idle
+worker) with ``CREATE INDEX CONCURRENTLY``, never inside a write: a graph of
+50k vectors takes minutes, and in a write's transaction it would hold the
+upload and every other collection's writes that long. Below the threshold
+the scan is exact, which also keeps ingestion cheap: an HNSW insert costs
+about a millisecond a vector, more than tokenising the chunk.
 
 Keyword search is the Lucene BM25 of :class:`rag.index.bm25.BM25Index`,
 scored in one SQL statement from the postings, lengths and per-collection
@@ -20,13 +24,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from rag.db.models import DocumentStatus
@@ -44,6 +49,10 @@ log = logging.getLogger(__name__)
 # pg_advisory_lock(key1, key2): key1 marks "a collection's writer" ("RAG" + 1), key2 is
 # the collection id, so the lock never collides with other users of advisory locks.
 _WRITER_LOCK_CLASS = 0x52414701
+# The same for "building a collection's HNSW index" ("RAG" + 2): one builder at a time.
+_INDEX_BUILD_LOCK_CLASS = 0x52414702
+# Most maintenance_work_mem a build asks for (2 GiB, in kB).
+_BUILD_MEMORY_CAP_KB = 2 * 1024 * 1024
 # pgvector accepts hnsw.ef_search between 1 and 1000.
 _EF_SEARCH_MAX = 1000
 # Rows per statement when reading chunks by id (keeps parameter arrays modest).
@@ -301,14 +310,125 @@ class PostgresSearchStore:
             connection.close()
 
     def checkpoint(self) -> int:
-        """Nothing is ever unsaved: 0."""
-        return 0
+        """Build the HNSW indexes that are due (idle callers); returns how many were built.
+
+        A collection is due once it is big enough (``vector_kind``,
+        ``hnsw_threshold``) and has no valid index for its vector size. The
+        build is ``CREATE INDEX CONCURRENTLY`` outside any transaction:
+        minutes at 50k+ vectors, during which ingestion and search go on
+        (searches scan exactly until it is done). Writes never build one, so
+        no upload waits on a graph build.
+        """
+        built = 0
+        for collection_id, dim in self._due_indexes():
+            built += self._build_hnsw_concurrently(collection_id, dim)
+        return built
 
     def flush(self) -> None:
-        """Nothing to save: every change was committed with its rows."""
+        """Build the HNSW indexes that are due (nothing else is ever unsaved)."""
+        self.checkpoint()
 
     def close(self) -> None:
         """Nothing to release (the engine belongs to the caller)."""
+
+    def _due_indexes(self) -> list[tuple[int, int]]:
+        """(collection id, vector size) of the collections due an HNSW index they lack."""
+        kind = self.settings.vector_kind
+        if kind == "flat":
+            return []
+        floor = 0 if kind == "hnsw" else self.settings.hnsw_threshold
+        due = []
+        with self.sessions() as session:
+            sizes = session.execute(
+                text("SELECT collection_id FROM bm25_stats WHERE n_docs > :floor"),
+                {"floor": floor},
+            ).scalars()
+            for collection_id in sizes:
+                dim = session.execute(
+                    text(
+                        "SELECT vector_dims(embedding) FROM chunk_vectors "
+                        "WHERE collection_id = :cid LIMIT 1"
+                    ),
+                    {"cid": collection_id},
+                ).scalar()
+                if dim is None or dim > pg_schema.HNSW_MAX_DIM:
+                    continue
+                valid = self._hnsw_indexes(session, collection_id, valid_only=True)
+                if not any(f"vector({dim})" in d for d in valid.values()):
+                    due.append((int(collection_id), int(dim)))
+        return due
+
+    def _build_hnsw_concurrently(self, collection_id: int, dim: int) -> int:
+        """Build one collection's index unless another process is at it; returns 1 if built."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            key = {"cls": _INDEX_BUILD_LOCK_CLASS, "cid": collection_id}
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :cid)"), key).scalar():
+                return 0
+            try:
+                # A build interrupted earlier (killed process) leaves an INVALID index.
+                for name in self._hnsw_indexes(conn, collection_id, invalid_only=True):
+                    conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                valid = self._hnsw_indexes(conn, collection_id, valid_only=True)
+                if any(f"vector({dim})" in d for d in valid.values()):
+                    return 0
+                n_chunks = int(
+                    conn.execute(
+                        text("SELECT n_docs FROM bm25_stats WHERE collection_id = :cid"),
+                        {"cid": collection_id},
+                    ).scalar()
+                    or 0
+                )
+                name = pg_schema.hnsw_index_name(collection_id, dim)
+                log.info(
+                    "building hnsw index collection_id=%d dim=%d chunks=%d",
+                    collection_id,
+                    dim,
+                    n_chunks,
+                )
+                started = time.monotonic()
+                # The graph must fit in maintenance_work_mem or pgvector builds it far more
+                # slowly (it warns); raise it for this build only, never lower it.
+                need_kb = n_chunks * (4 * dim + 16 * self.settings.hnsw_m + 128) * 2 // 1024
+                current_kb = int(
+                    conn.execute(
+                        text(
+                            "SELECT setting::bigint FROM pg_settings "
+                            "WHERE name = 'maintenance_work_mem'"
+                        )
+                    ).scalar_one()
+                )
+                if need_kb > current_kb:
+                    conn.execute(
+                        text(f"SET maintenance_work_mem = '{min(need_kb, _BUILD_MEMORY_CAP_KB)}kB'")
+                    )
+                try:
+                    conn.execute(
+                        text(
+                            pg_schema.create_hnsw_index_sql(
+                                name,
+                                collection_id,
+                                dim,
+                                self.settings.hnsw_m,
+                                self.settings.hnsw_ef_construction,
+                                concurrently=True,
+                            )
+                        )
+                    )
+                finally:
+                    conn.execute(text("RESET maintenance_work_mem"))
+                # Built for another size meanwhile (a re-embedding): drop the superseded ones.
+                for old, definition in self._hnsw_indexes(conn, collection_id).items():
+                    if old != name and f"vector({dim})" in definition:
+                        conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {old}"))
+                log.info(
+                    "built hnsw index collection_id=%d name=%s seconds=%.1f",
+                    collection_id,
+                    name,
+                    time.monotonic() - started,
+                )
+                return 1
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:cls, :cid)"), key)
 
     # --------------------------------------------------------------------- writes
     def stage_add(
@@ -331,8 +451,7 @@ class PostgresSearchStore:
             return _nothing
         cid = int(collection_id)
         self._copy_vectors(session, cid, ids, vectors)
-        n_docs = self._index_terms(session, cid, ids.tolist(), list(texts))
-        self._ensure_hnsw(session, cid, int(vectors.shape[1]), n_docs)
+        self._index_terms(session, cid, ids.tolist(), list(texts))
         log.debug("postgres staged add collection_id=%d chunks=%d", cid, len(ids))
         return _nothing
 
@@ -358,17 +477,13 @@ class PostgresSearchStore:
             raise InvalidInput(
                 f"got {len(ids)} ids and vectors of shape {vectors.shape}; pass one per id"
             )
-        # The old index stays until the new one is built: dropping it takes an ACCESS
-        # EXCLUSIVE lock on chunk_vectors, which would stop every collection's dense
-        # search for the whole transaction; at its end it is held a moment. Building a
-        # new graph once also beats re-inserting every vector into the old one.
-        old = self._hnsw_indexes(session, cid)
+        # The new vectors' index is built by the next checkpoint (concurrently); until
+        # then searches scan exactly. The old index is dropped now: it indexes nothing
+        # live, and keeping it would make every new row an HNSW insert.
+        self._drop_hnsw(session, cid)
         session.execute(text("DELETE FROM chunk_vectors WHERE collection_id = :cid"), {"cid": cid})
         if len(ids):
             self._copy_vectors(session, cid, ids, vectors)
-            self._ensure_hnsw(session, cid, int(vectors.shape[1]), len(ids), rebuild=True)
-        for name in old:
-            session.execute(text(f"DROP INDEX IF EXISTS {name}"))
         log.info("postgres staged reembed collection_id=%d chunks=%d", cid, len(ids))
         return _nothing
 
@@ -426,20 +541,10 @@ class PostgresSearchStore:
                 ids = np.asarray([r[0] for r in need_vector], dtype=np.int64)
                 self._copy_vectors(session, cid, ids, matrix)
             need_terms = [r for r in rows if r[0] not in with_terms]
-            n_docs = int(
-                session.execute(
-                    text(
-                        "SELECT coalesce(max(n_docs), 0) FROM bm25_stats WHERE collection_id = :c"
-                    ),
-                    {"c": cid},
-                ).scalar_one()
-            )
             if need_terms:
-                n_docs = self._index_terms(
+                self._index_terms(
                     session, cid, [int(r[0]) for r in need_terms], [r[1] for r in need_terms]
                 )
-            if need_vector:
-                self._ensure_hnsw(session, cid, int(matrix.shape[1]), n_docs)
         log.warning(
             "postgres restored collection_id=%d vectors=%d terms=%d removed=%d",
             cid,
@@ -643,66 +748,29 @@ class PostgresSearchStore:
                 text(f"DELETE FROM {table} WHERE collection_id = :cid"), {"cid": collection_id}
             )
 
-    def _wants_hnsw(self, n_chunks: int) -> bool:
-        kind = self.settings.vector_kind
-        return kind == "hnsw" or (kind == "auto" and n_chunks > self.settings.hnsw_threshold)
-
-    def _ensure_hnsw(
-        self,
-        session: Session,
-        collection_id: int,
-        dim: int,
-        n_chunks: int,
-        *,
-        rebuild: bool = False,
-    ) -> None:
-        """Create the collection's HNSW index once it is due (in the caller's transaction).
-
-        ``rebuild``: make a new one even if an index for ``dim`` exists (re-embedding).
-        The build takes a SHARE lock on ``chunk_vectors`` until the commit:
-        writes to every collection wait, searches do not.
-        """
-        if not self._wants_hnsw(n_chunks):
-            return
-        if dim > pg_schema.HNSW_MAX_DIM:
-            log.warning(
-                "no hnsw index collection_id=%d dim=%d (pgvector indexes at most %d): exact scan",
-                collection_id,
-                dim,
-                pg_schema.HNSW_MAX_DIM,
-            )
-            return
-        if not rebuild and any(
-            f"vector({dim})" in d for d in self._hnsw_indexes(session, collection_id).values()
-        ):
-            return
-        log.info(
-            "creating hnsw index collection_id=%d dim=%d chunks=%d", collection_id, dim, n_chunks
-        )
-        session.execute(
-            text(
-                pg_schema.create_hnsw_index_sql(
-                    pg_schema.hnsw_index_name(collection_id, dim),
-                    collection_id,
-                    dim,
-                    self.settings.hnsw_m,
-                    self.settings.hnsw_ef_construction,
-                )
-            )
-        )
-
     @staticmethod
-    def _hnsw_indexes(session: Session, collection_id: int) -> dict[str, str]:
-        """The collection's HNSW indexes: name -> definition."""
+    def _hnsw_indexes(
+        connection: Session | Connection,
+        collection_id: int,
+        *,
+        valid_only: bool = False,
+        invalid_only: bool = False,
+    ) -> dict[str, str]:
+        """The collection's HNSW indexes: name -> definition (INVALID: a failed build)."""
         prefix = pg_schema.hnsw_index_prefix(collection_id).replace("_", "\\_")
-        rows = session.execute(
+        rows = connection.execute(
             text(
-                "SELECT indexname, indexdef FROM pg_indexes "
-                "WHERE tablename = 'chunk_vectors' AND indexname LIKE :prefix"
+                "SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid = 'chunk_vectors'::regclass AND c.relname LIKE :prefix"
             ),
             {"prefix": prefix + "%"},
         ).all()
-        return {str(r[0]): str(r[1]) for r in rows}
+        return {
+            str(r[0]): str(r[1])
+            for r in rows
+            if not (valid_only and not r[2]) and not (invalid_only and r[2])
+        }
 
     def _drop_hnsw(self, session: Session, collection_id: int) -> None:
         for name in self._hnsw_indexes(session, collection_id):

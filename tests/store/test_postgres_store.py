@@ -171,6 +171,10 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
         vectors = unit_vectors(400, 16, seed=2)
         _, ids = made.add_document(cid, words(400, 2), vectors)
         with made.engine.connect() as conn:
+            assert hnsw_indexes(conn, cid) == []  # writes never build one
+        assert made.store.checkpoint() == 1
+        assert made.store.checkpoint() == 0
+        with made.engine.connect() as conn:
             ((name, indexdef),) = hnsw_indexes(conn, cid)
             assert "hnsw" in indexdef and f"collection_id = {cid}" in indexdef
             plan = "\n".join(
@@ -180,6 +184,23 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
                 ).scalars()
             )
             assert name in plan
+        # a build another process holds is left to it; an interrupted (INVALID) one is replaced
+        with made.engine.connect() as other:
+            other.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": 0x52414702, "b": cid})
+            other.execute(
+                text(
+                    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = CAST(:n AS regclass)"
+                ),
+                {"n": name},
+            )
+            other.commit()
+            assert made.store.checkpoint() == 0
+            other.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": 0x52414702, "b": cid})
+            other.commit()
+        assert made.store.checkpoint() == 1
+        with made.engine.connect() as conn:
+            ((rebuilt, _),) = hnsw_indexes(conn, cid)
+        assert rebuilt != name
         q = unit_vectors(1, 16, seed=3)[0]
         got = [h.chunk_id for h in made.store.search_dense(cid, q, 5, None)]
         # 400 points, ef_search 200: the graph search is exact at this size.
@@ -208,6 +229,7 @@ def test_reembed_to_another_dimension(pg_url: str) -> None:
     try:
         cid = made.create_collection("c")
         _, ids = made.add_document(cid, words(50, 3), unit_vectors(50, 8, seed=3))
+        assert made.store.checkpoint() == 1
         fresh = unit_vectors(50, 24, seed=4)
         with made.sessions.begin() as session:
             made.store.stage_reembed(session, cid, ids, fresh)
@@ -218,10 +240,14 @@ def test_reembed_to_another_dimension(pg_url: str) -> None:
         with pytest.raises(EmbeddingMismatch):
             made.store.search_dense(cid, unit_vectors(1, 8, seed=1)[0], 3, None)
         with made.engine.connect() as conn:
-            ((_, indexdef),) = hnsw_indexes(conn, cid)  # the 8-dimensional one is gone
+            assert hnsw_indexes(conn, cid) == []  # the 8-dimensional one is gone
+        made.store.flush()
+        with made.engine.connect() as conn:
+            ((_, indexdef),) = hnsw_indexes(conn, cid)
         assert "vector(24)" in indexdef
         with made.sessions.begin() as session:  # the same size again: a new index replaces it
             made.store.stage_reembed(session, cid, ids, fresh[::-1].copy())
+        assert made.store.checkpoint() == 1
         with made.engine.connect() as conn:
             ((_, again),) = hnsw_indexes(conn, cid)
         assert "vector(24)" in again
