@@ -29,6 +29,7 @@ BENCHMARKS = (
     "bench_upload",
     "bench_query",
     "bench_api",
+    "bench_postgres",
     "bench_generation",
 )
 
@@ -55,6 +56,12 @@ FULL_ARGS: dict[str, list[str]] = {
 }
 
 
+# Benchmarks that need longer than the default --timeout in a full run (seconds).
+FULL_TIMEOUTS: dict[str, float] = {
+    "bench_postgres": 1500.0,  # four backend comparisons, about 15 minutes on 2 cores
+}
+
+
 def module_exists(name: str) -> bool:
     """Whether ``eval.bench.NAME`` can be imported (checked without importing it)."""
     return importlib.util.find_spec(f"eval.bench.{name}") is not None
@@ -77,17 +84,18 @@ def run(names: Sequence[str], quick: bool, timeout_s: float) -> list[tuple[str, 
         argv = command(name, quick)
         print(f"<!-- {' '.join(argv[1:])} -->\n", flush=True)
         start = time.perf_counter()
+        limit_s = timeout_s if quick else max(timeout_s, FULL_TIMEOUTS.get(name, 0.0))
         try:
             completed = subprocess.run(
                 argv,
                 cwd=ROOT,
-                timeout=timeout_s,
+                timeout=limit_s,
                 check=False,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             outcome = "ok" if completed.returncode == 0 else f"failed (exit {completed.returncode})"
         except subprocess.TimeoutExpired:
-            outcome = f"stopped after {timeout_s:.0f} s"
+            outcome = f"stopped after {limit_s:.0f} s"
         seconds = time.perf_counter() - start
         print(f"\n> {name}: {outcome} in {fmt_s(seconds)}.\n", flush=True)
         outcomes.append((name, outcome, seconds))
