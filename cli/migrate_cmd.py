@@ -87,7 +87,7 @@ def migrate(
     if json_out:
         print_json(_json(report, check))
     else:
-        _print(report, check, display_url(to))
+        _print(report, check, display_url(to), moved=to_data_dir is not None)
     raise typer.Exit(EXIT_OK if check.consistent else EXIT_FAILED)
 
 
@@ -126,7 +126,7 @@ def _json(report: CopyReport, check: CopyCheck) -> dict[str, Any]:
     }
 
 
-def _print(report: CopyReport, check: CopyCheck, target_url: str) -> None:
+def _print(report: CopyReport, check: CopyCheck, target_url: str, *, moved: bool) -> None:
     out.print(
         f"copied {report.collections} collections, {report.documents} documents, "
         f"{report.chunks} chunks, {report.chat_sessions} chats and {report.originals} originals "
@@ -156,7 +156,8 @@ def _print(report: CopyReport, check: CopyCheck, target_url: str) -> None:
     for difference in check.differences:
         err.print(f"[red]difference:[/red] {difference}", highlight=False)
     if check.consistent:
-        out.print("both consistent: point RAG_DATABASE_URL at the target", highlight=False)
+        settings = "RAG_DATABASE_URL and RAG_DATA_DIR" if moved else "RAG_DATABASE_URL"
+        out.print(f"both consistent: point {settings} at the target", highlight=False)
     else:
         err.print("inconsistent: run `rag doctor` on each side", highlight=False)
 
