@@ -325,8 +325,10 @@ class PostgresSearchStore:
         return built
 
     def flush(self) -> None:
-        """Build the HNSW indexes that are due (nothing else is ever unsaved)."""
-        self.checkpoint()
+        """Nothing is ever unsaved. HNSW builds are left to :meth:`checkpoint`.
+
+        Not here: ``close`` flushes, and a shutdown must not wait minutes on a graph.
+        """
 
     def close(self) -> None:
         """Nothing to release (the engine belongs to the caller)."""

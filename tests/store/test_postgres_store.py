@@ -241,7 +241,10 @@ def test_reembed_to_another_dimension(pg_url: str) -> None:
             made.store.search_dense(cid, unit_vectors(1, 8, seed=1)[0], 3, None)
         with made.engine.connect() as conn:
             assert hnsw_indexes(conn, cid) == []  # the 8-dimensional one is gone
-        made.store.flush()
+        made.store.flush()  # saves nothing, builds nothing
+        with made.engine.connect() as conn:
+            assert hnsw_indexes(conn, cid) == []
+        assert made.store.checkpoint() == 1
         with made.engine.connect() as conn:
             ((_, indexdef),) = hnsw_indexes(conn, cid)
         assert "vector(24)" in indexdef
