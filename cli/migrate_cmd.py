@@ -20,6 +20,7 @@ from rag.db.copy import (
     CopyReport,
     check_copy,
     check_copy_allowed,
+    check_distinct_databases,
     copy_knowledge_base,
     open_knowledge_base,
 )
@@ -66,6 +67,7 @@ def migrate(
     source = target = None
     try:
         try:
+            check_distinct_databases(settings.resolved_database_url, to)
             source = open_knowledge_base(settings, "source")
             target = open_knowledge_base(target_settings, "target")
             check_copy_allowed(source, target)

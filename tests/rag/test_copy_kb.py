@@ -300,6 +300,11 @@ def test_cli_migrate_json_and_exit_codes(source: Source, pg_url: str, tmp_path: 
     assert again.exit_code == 2
     assert "already holds 2 collections" in again.stderr
 
+    itself = f"sqlite:///{source.settings.data_dir / 'rag.db'}"
+    same = CliRunner().invoke(app, ["migrate", "--to", itself], env=env)
+    assert same.exit_code == 2
+    assert "target database is the source database" in same.stderr
+
     unreachable = "postgresql+psycopg://postgres@/no_such_db?host=/nonexistent"
     refused = CliRunner().invoke(app, ["migrate", "--to", unreachable], env=env)
     assert refused.exit_code == 2
