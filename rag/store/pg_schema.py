@@ -62,7 +62,8 @@ chunk_vectors = Table(
     Column("chunk_id", Integer, ForeignKey(_CHUNK_ID, ondelete="CASCADE"), primary_key=True),
     Column("collection_id", Integer, nullable=False),
     Column("embedding", Vector(), nullable=False),
-    Index("ix_chunk_vectors_collection", "collection_id"),
+    # (collection, chunk): a collection's rows, and those added after its HNSW index was built.
+    Index("ix_chunk_vectors_collection", "collection_id", "chunk_id"),
 )
 
 bm25_postings = Table(
@@ -105,17 +106,30 @@ def hnsw_index_prefix(collection_id: int) -> str:
     return f"ix_chunk_vectors_hnsw_{int(collection_id)}_"
 
 
-def hnsw_index_name(collection_id: int, dim: int) -> str:
-    """A new name for a collection's HNSW index over ``dim``-sized vectors.
+def hnsw_index_name(collection_id: int, dim: int, upto: int) -> str:
+    """A new name for a collection's HNSW index over its ``dim``-sized vectors up to chunk ``upto``.
 
-    A random suffix: a re-embedding builds the new index before it drops the
-    old one, so the two coexist for a moment even when the size is the same.
+    The name records what the index holds (read back by :func:`parse_hnsw_index_name`);
+    a random suffix keeps a rebuild's name apart from the index it replaces.
     """
-    return f"{hnsw_index_prefix(collection_id)}{int(dim)}_{secrets.token_hex(4)}"
+    return f"{hnsw_index_prefix(collection_id)}{int(dim)}_{int(upto)}_{secrets.token_hex(3)}"
+
+
+def parse_hnsw_index_name(name: str) -> tuple[int, int]:
+    """(vector size, last chunk id) an index named by :func:`hnsw_index_name` holds."""
+    dim, upto = name.rsplit("_", 3)[1:3]
+    return int(dim), int(upto)
 
 
 def create_hnsw_index_sql(
-    name: str, collection_id: int, dim: int, m: int, ef_construction: int, *, concurrently: bool
+    name: str,
+    collection_id: int,
+    dim: int,
+    upto: int,
+    m: int,
+    ef_construction: int,
+    *,
+    concurrently: bool,
 ) -> str:
     """DDL of a collection's partial expression HNSW index (inner product)."""
     cid, dim = int(collection_id), int(dim)
@@ -123,18 +137,22 @@ def create_hnsw_index_sql(
         f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{name} ON chunk_vectors "
         f"USING hnsw ((embedding::vector({dim})) vector_ip_ops) "
         f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
-        f"WHERE {hnsw_predicate_sql(cid, dim)}"
+        f"WHERE {hnsw_predicate_sql(cid, dim, upto)}"
     )
 
 
-def hnsw_predicate_sql(collection_id: int, dim: int) -> str:
-    """The partial index's predicate; a query must repeat it word for word to use the index.
+def hnsw_predicate_sql(collection_id: int, dim: int, upto: int | None = None) -> str:
+    """A partial index's predicate; a query must repeat it word for word to use the index.
 
-    The size test keeps rows of another size out of the index: a re-embedding
-    deletes the old vectors and builds the new index in one transaction, and
-    an index build still reads the rows its own transaction deleted.
+    The size test keeps rows of another size out (a re-embedding's old and new
+    vectors meet in one transaction, and an index build reads deleted rows
+    too). ``upto`` bounds the index to the chunks it was built over: later
+    rows are not inserted into the graph (an HNSW insert costs milliseconds,
+    more than everything else an ingest writes) but scanned exactly, until
+    the next rebuild takes them in. None: the whole collection (exact scan).
     """
-    return f"collection_id = {int(collection_id)} AND vector_dims(embedding) = {int(dim)}"
+    where = f"collection_id = {int(collection_id)} AND vector_dims(embedding) = {int(dim)}"
+    return where if upto is None else f"{where} AND chunk_id <= {int(upto)}"
 
 
 def ensure_pgvector(connection: Connection) -> None:
@@ -190,6 +208,7 @@ __all__ = [
     "hnsw_index_name",
     "hnsw_index_prefix",
     "hnsw_predicate_sql",
+    "parse_hnsw_index_name",
     "metadata",
     "missing_tables",
 ]

@@ -53,6 +53,11 @@ _WRITER_LOCK_CLASS = 0x52414701
 _INDEX_BUILD_LOCK_CLASS = 0x52414702
 # Most maintenance_work_mem a build asks for (2 GiB, in kB).
 _BUILD_MEMORY_CAP_KB = 2 * 1024 * 1024
+# A collection's HNSW index is rebuilt once the chunks added after it (searched exactly,
+# not inserted into the graph) exceed this share of the collection, and this many:
+# at 10% of 100k chunks the exact tail costs a few ms a query, the rebuild minutes.
+_TAIL_SHARE = 0.10
+_TAIL_MIN = 5000
 # pgvector accepts hnsw.ef_search between 1 and 1000.
 _EF_SEARCH_MAX = 1000
 # Rows per statement when reading chunks by id (keeps parameter arrays modest).
@@ -146,17 +151,29 @@ def _vectors_copy_payload(collection_id: int, ids: np.ndarray, vectors: np.ndarr
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
-def dense_search_sql(collection_id: int, dim: int) -> str:
+def dense_search_sql(collection_id: int, dim: int, upto: int | None) -> str:
     """The unfiltered top-k query (bind ``:q``, ``:k``), written so the HNSW index can answer it.
 
-    Collection id and size are literals: the partial index's predicate and
-    expression must match the query's text for the planner to use it.
+    ``upto``: the last chunk id the collection's HNSW index holds. The chunks
+    up to it are searched through the index, later ones exactly, and the two
+    top-k lists merged; None: one exact scan. Collection id, size and ``upto``
+    are literals: the query must repeat the partial index's predicate and
+    expression word for word for the planner to use it.
     """
     distance = f"embedding::vector({int(dim)}) <#> CAST(:q AS vector)"
+    select = f"SELECT chunk_id, {distance} AS distance FROM chunk_vectors WHERE"
+    order = f"ORDER BY {distance} LIMIT :k"
+    if upto is None:
+        return f"{select} {pg_schema.hnsw_predicate_sql(collection_id, dim)} {order}"
+    tail = (
+        f"collection_id = {int(collection_id)} AND vector_dims(embedding) = {int(dim)} "
+        f"AND chunk_id > {int(upto)}"
+    )
     return (
-        f"SELECT chunk_id, {distance} AS distance FROM chunk_vectors "
-        f"WHERE {pg_schema.hnsw_predicate_sql(collection_id, dim)} "
-        f"ORDER BY {distance} LIMIT :k"
+        f"SELECT chunk_id, distance FROM ("
+        f"({select} {pg_schema.hnsw_predicate_sql(collection_id, dim, upto)} {order}) "
+        f"UNION ALL ({select} {tail} {order})"
+        f") AS found ORDER BY distance LIMIT :k"
     )
 
 
@@ -334,7 +351,7 @@ class PostgresSearchStore:
         """Nothing to release (the engine belongs to the caller)."""
 
     def _due_indexes(self) -> list[tuple[int, int]]:
-        """(collection id, vector size) of the collections due an HNSW index they lack."""
+        """(collection id, vector size) of the collections due an HNSW (re)build."""
         kind = self.settings.vector_kind
         if kind == "flat":
             return []
@@ -342,26 +359,61 @@ class PostgresSearchStore:
         due = []
         with self.sessions() as session:
             sizes = session.execute(
-                text("SELECT collection_id FROM bm25_stats WHERE n_docs > :floor"),
+                text("SELECT collection_id, n_docs FROM bm25_stats WHERE n_docs > :floor"),
                 {"floor": floor},
-            ).scalars()
-            for collection_id in sizes:
-                dim = session.execute(
-                    text(
-                        "SELECT vector_dims(embedding) FROM chunk_vectors "
-                        "WHERE collection_id = :cid LIMIT 1"
-                    ),
-                    {"cid": collection_id},
-                ).scalar()
+            ).all()
+            for collection_id, n_docs in sizes:
+                dim = self._dimension(session, int(collection_id))
                 if dim is None or dim > pg_schema.HNSW_MAX_DIM:
                     continue
-                valid = self._hnsw_indexes(session, collection_id, valid_only=True)
-                if not any(f"vector({dim})" in d for d in valid.values()):
-                    due.append((int(collection_id), int(dim)))
+                if self._index_due(session, int(collection_id), dim, int(n_docs)):
+                    due.append((int(collection_id), dim))
         return due
 
+    @staticmethod
+    def _dimension(connection: Session | Connection, collection_id: int) -> int | None:
+        """The size of the collection's vectors (None: it has none)."""
+        dim = connection.execute(
+            text(
+                "SELECT vector_dims(embedding) FROM chunk_vectors "
+                "WHERE collection_id = :cid LIMIT 1"
+            ),
+            {"cid": collection_id},
+        ).scalar()
+        return None if dim is None else int(dim)
+
+    def _indexed_upto(
+        self, connection: Session | Connection, collection_id: int, dim: int
+    ) -> int | None:
+        """The last chunk id the collection's newest valid index for ``dim`` holds (None: none)."""
+        uptos = [
+            upto
+            for name in self._hnsw_indexes(connection, collection_id, valid_only=True)
+            for size, upto in [pg_schema.parse_hnsw_index_name(name)]
+            if size == dim
+        ]
+        return max(uptos, default=None)
+
+    def _index_due(
+        self, connection: Session | Connection, collection_id: int, dim: int, n_docs: int
+    ) -> bool:
+        """No valid index for ``dim``, or too many chunks added since it was built."""
+        upto = self._indexed_upto(connection, collection_id, dim)
+        if upto is None:
+            return True
+        tail = connection.execute(
+            text(
+                "SELECT count(*) FROM chunk_vectors WHERE collection_id = :cid AND chunk_id > :upto"
+            ),
+            {"cid": collection_id, "upto": upto},
+        ).scalar_one()
+        return int(tail) > max(_TAIL_MIN, _TAIL_SHARE * n_docs)
+
     def _build_hnsw_concurrently(self, collection_id: int, dim: int) -> int:
-        """Build one collection's index unless another process is at it; returns 1 if built."""
+        """Build one collection's index unless another process is at it; returns 1 if built.
+
+        The new index replaces the collection's older ones once it is valid.
+        """
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             key = {"cls": _INDEX_BUILD_LOCK_CLASS, "cid": collection_id}
             if not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :cid)"), key).scalar():
@@ -370,67 +422,66 @@ class PostgresSearchStore:
                 # A build interrupted earlier (killed process) leaves an INVALID index.
                 for name in self._hnsw_indexes(conn, collection_id, invalid_only=True):
                     conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-                valid = self._hnsw_indexes(conn, collection_id, valid_only=True)
-                if any(f"vector({dim})" in d for d in valid.values()):
+                stats = conn.execute(
+                    text(
+                        "SELECT count(*), max(chunk_id) FROM chunk_vectors "
+                        "WHERE collection_id = :cid"
+                    ),
+                    {"cid": collection_id},
+                ).one()
+                n_chunks, upto = int(stats[0]), stats[1]
+                if upto is None or not self._index_due(conn, collection_id, dim, n_chunks):
                     return 0
-                n_chunks = int(
-                    conn.execute(
-                        text("SELECT n_docs FROM bm25_stats WHERE collection_id = :cid"),
-                        {"cid": collection_id},
-                    ).scalar()
-                    or 0
-                )
-                name = pg_schema.hnsw_index_name(collection_id, dim)
-                log.info(
-                    "building hnsw index collection_id=%d dim=%d chunks=%d",
-                    collection_id,
-                    dim,
-                    n_chunks,
-                )
-                started = time.monotonic()
-                # The graph must fit in maintenance_work_mem or pgvector builds it far more
-                # slowly (it warns); raise it for this build only, never lower it.
-                need_kb = n_chunks * (4 * dim + 16 * self.settings.hnsw_m + 128) * 2 // 1024
-                current_kb = int(
-                    conn.execute(
-                        text(
-                            "SELECT setting::bigint FROM pg_settings "
-                            "WHERE name = 'maintenance_work_mem'"
-                        )
-                    ).scalar_one()
-                )
-                if need_kb > current_kb:
-                    conn.execute(
-                        text(f"SET maintenance_work_mem = '{min(need_kb, _BUILD_MEMORY_CAP_KB)}kB'")
-                    )
-                try:
-                    conn.execute(
-                        text(
-                            pg_schema.create_hnsw_index_sql(
-                                name,
-                                collection_id,
-                                dim,
-                                self.settings.hnsw_m,
-                                self.settings.hnsw_ef_construction,
-                                concurrently=True,
-                            )
-                        )
-                    )
-                finally:
-                    conn.execute(text("RESET maintenance_work_mem"))
-                # Built for another size meanwhile (a re-embedding): drop the superseded ones.
-                for old, definition in self._hnsw_indexes(conn, collection_id).items():
-                    if old != name and f"vector({dim})" in definition:
-                        conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {old}"))
-                log.info(
-                    "built hnsw index collection_id=%d name=%s seconds=%.1f",
-                    collection_id,
-                    name,
-                    time.monotonic() - started,
-                )
+                self._create_index_concurrently(conn, collection_id, dim, int(upto), n_chunks)
                 return 1
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:cls, :cid)"), key)
+
+    def _create_index_concurrently(
+        self, conn: Connection, collection_id: int, dim: int, upto: int, n_chunks: int
+    ) -> None:
+        name = pg_schema.hnsw_index_name(collection_id, dim, upto)
+        log.info(
+            "building hnsw index collection_id=%d dim=%d chunks=%d", collection_id, dim, n_chunks
+        )
+        started = time.monotonic()
+        # The graph must fit in maintenance_work_mem or pgvector builds it far more
+        # slowly (it warns); raise it for this build only, never lower it.
+        need_kb = n_chunks * (4 * dim + 16 * self.settings.hnsw_m + 128) * 2 // 1024
+        current_kb = int(
+            conn.execute(
+                text("SELECT setting::bigint FROM pg_settings WHERE name = 'maintenance_work_mem'")
+            ).scalar_one()
+        )
+        if need_kb > current_kb:
+            conn.execute(
+                text(f"SET maintenance_work_mem = '{min(need_kb, _BUILD_MEMORY_CAP_KB)}kB'")
+            )
+        try:
+            conn.execute(
+                text(
+                    pg_schema.create_hnsw_index_sql(
+                        name,
+                        collection_id,
+                        dim,
+                        upto,
+                        self.settings.hnsw_m,
+                        self.settings.hnsw_ef_construction,
+                        concurrently=True,
+                    )
+                )
+            )
+        finally:
+            conn.execute(text("RESET maintenance_work_mem"))
+        for old in self._hnsw_indexes(conn, collection_id):
+            if old != name:
+                conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {old}"))
+        log.info(
+            "built hnsw index collection_id=%d name=%s seconds=%.1f",
+            collection_id,
+            name,
+            time.monotonic() - started,
+        )
 
     # --------------------------------------------------------------------- writes
     def stage_add(
@@ -574,13 +625,7 @@ class PostgresSearchStore:
         if allowed is not None and not len(allowed):
             return []
         with self.sessions() as session:
-            dim = session.execute(
-                text(
-                    "SELECT vector_dims(embedding) FROM chunk_vectors "
-                    "WHERE collection_id = :cid LIMIT 1"
-                ),
-                {"cid": cid},
-            ).scalar()
+            dim = self._dimension(session, cid)
             if dim is None:
                 return []
             if int(dim) != len(q):
@@ -592,7 +637,7 @@ class PostgresSearchStore:
             if allowed is None:
                 ef = min(_EF_SEARCH_MAX, max(k, self.settings.hnsw_ef_search))
                 session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-                sql = dense_search_sql(cid, int(dim))
+                sql = dense_search_sql(cid, dim, self._indexed_upto(session, cid, dim))
             else:
                 params["ids"] = np.asarray(allowed, dtype=np.int64).ravel().tolist()
                 sql = (

@@ -164,7 +164,11 @@ def test_dense_top_k_equals_numpy_and_faiss_flat(pg: PgStore) -> None:
     assert pg.store.search_dense(cid, q, 10, np.zeros(0, dtype=np.int64)) == []
 
 
-def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
+def test_dense_with_hnsw_index_finds_the_exact_neighbours(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.store.postgres as postgres_module
+
     made = make_pg_store(pg_url, vector_kind="hnsw", hnsw_ef_search=200)
     try:
         cid = made.create_collection("c")
@@ -177,13 +181,34 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
         with made.engine.connect() as conn:
             ((name, indexdef),) = hnsw_indexes(conn, cid)
             assert "hnsw" in indexdef and f"collection_id = {cid}" in indexdef
+            assert pg_schema.parse_hnsw_index_name(name) == (16, int(ids.max()))
+
+        # chunks added after the build are not graph inserts: they are scanned exactly
+        more = unit_vectors(30, 16, seed=4)
+        _, more_ids = made.add_document(cid, words(30, 4), more)
+        all_ids, all_vectors = np.concatenate([ids, more_ids]), np.concatenate([vectors, more])
+        with made.engine.connect() as conn:
             plan = "\n".join(
                 conn.execute(
-                    text("EXPLAIN " + dense_search_sql(cid, 16)),
+                    text("EXPLAIN " + dense_search_sql(cid, 16, int(ids.max()))),
                     {"q": "[" + ",".join(["0.25"] * 16) + "]", "k": 5},
                 ).scalars()
             )
-            assert name in plan
+        assert name in plan
+        for seed in range(3):
+            q = unit_vectors(1, 16, seed=10 + seed)[0]
+            got = [h.chunk_id for h in made.store.search_dense(cid, q, 5, None)]
+            # 430 points, ef_search 200: the graph search is exact at this size.
+            assert got == brute_force(all_ids, all_vectors, q, 5)
+        assert made.store.search_dense(cid, more[3], 1, None)[0].chunk_id == int(more_ids[3])
+        assert made.store.checkpoint() == 0  # 30 new chunks: below the rebuild threshold
+        monkeypatch.setattr(postgres_module, "_TAIL_MIN", 10)
+        monkeypatch.setattr(postgres_module, "_TAIL_SHARE", 0.05)
+        assert made.store.checkpoint() == 1  # 30 > max(10, 5% of 430): rebuilt over all
+        with made.engine.connect() as conn:
+            ((rebuilt, _),) = hnsw_indexes(conn, cid)
+        assert pg_schema.parse_hnsw_index_name(rebuilt) == (16, int(more_ids.max()))
+
         # a build another process holds is left to it; an interrupted (INVALID) one is replaced
         with made.engine.connect() as other:
             other.execute(text("SELECT pg_advisory_lock(:a, :b)"), {"a": 0x52414702, "b": cid})
@@ -191,7 +216,7 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
                 text(
                     "UPDATE pg_index SET indisvalid = false WHERE indexrelid = CAST(:n AS regclass)"
                 ),
-                {"n": name},
+                {"n": rebuilt},
             )
             other.commit()
             assert made.store.checkpoint() == 0
@@ -199,12 +224,11 @@ def test_dense_with_hnsw_index_finds_the_exact_neighbours(pg_url: str) -> None:
             other.commit()
         assert made.store.checkpoint() == 1
         with made.engine.connect() as conn:
-            ((rebuilt, _),) = hnsw_indexes(conn, cid)
-        assert rebuilt != name
+            ((again, _),) = hnsw_indexes(conn, cid)
+        assert again != rebuilt
         q = unit_vectors(1, 16, seed=3)[0]
         got = [h.chunk_id for h in made.store.search_dense(cid, q, 5, None)]
-        # 400 points, ef_search 200: the graph search is exact at this size.
-        assert got == brute_force(ids, vectors, q, 5)
+        assert got == brute_force(all_ids, all_vectors, q, 5)
     finally:
         made.engine.dispose()
 

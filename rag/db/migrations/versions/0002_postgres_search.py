@@ -63,7 +63,9 @@ def upgrade() -> None:
             sa.ForeignKeyConstraint(["chunk_id"], ["chunks.id"], ondelete="CASCADE"),
             sa.PrimaryKeyConstraint("chunk_id"),
         )
-        op.create_index("ix_chunk_vectors_collection", "chunk_vectors", ["collection_id"])
+        op.create_index(
+            "ix_chunk_vectors_collection", "chunk_vectors", ["collection_id", "chunk_id"]
+        )
     if "bm25_postings" not in have:
         # No foreign key and no chunk_id index, on purpose: see rag.store.pg_schema.
         op.create_table(
