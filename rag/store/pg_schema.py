@@ -5,12 +5,13 @@ the Alembic revision ``0002_postgres_search`` creates the same tables on
 PostgreSQL only (it spells them out rather than importing this module).
 
 * ``chunk_vectors``: one vector per chunk, of no fixed size (collections
-  differ in dimension). Each collection gets a *partial expression* HNSW
+  differ in dimension). A big collection gets a *partial expression* HNSW
   index, ``(embedding::vector(D)) vector_ip_ops WHERE collection_id = C AND
-  vector_dims(embedding) = D``,
-  once its dimension is known: one index per collection keeps a search from
-  walking other collections' graphs, and the cast gives pgvector the fixed
-  size an index needs.
+  vector_dims(embedding) = D AND chunk_id <= H``: one index per collection
+  keeps a search from walking other collections' graphs, the cast gives
+  pgvector the fixed size an index needs, and ``H`` (the last chunk at the
+  build, also in the index's name) keeps later rows out of the graph (see
+  ``rag.store.postgres``).
 * ``bm25_postings``: (collection, term, chunk) -> tf and the chunk's length.
   The primary key leads with (collection_id, term) and INCLUDEs tf and
   length, so a query term's postings, its document frequency and all the
