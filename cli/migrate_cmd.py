@@ -135,6 +135,11 @@ def _print(report: CopyReport, check: CopyCheck, target_url: str, *, moved: bool
         f"to {target_url} in {report.seconds:.1f} s",
         highlight=False,
     )
+    if report.indexes_built:
+        out.print(
+            f"built {report.indexes_built} vector indexes in {report.index_seconds:.1f} s",
+            highlight=False,
+        )
     if report.missing_originals:
         err.print(
             f"{len(report.missing_originals)} documents had no original file in the source "

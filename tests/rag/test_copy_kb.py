@@ -245,6 +245,21 @@ def test_a_failed_copy_leaves_the_target_empty_and_can_run_again(
     assert check.consistent
 
 
+def test_migrate_builds_the_targets_hnsw_indexes(source: Source, pg_url: str, tmp_path: Path):
+    target_settings = fast_settings(
+        tmp_path / "target", database_url=pg_url, index={"vector_kind": "hnsw"}
+    )
+    report, check = migrate(source, target_settings)
+    assert report["indexes_built"] == 2  # one graph per collection, after the commit
+    assert check.consistent
+    target = build_services(target_settings)
+    try:
+        hits = target.retriever().retrieve("longest river", top_k=1, mode="dense").hits
+        assert hits and hits[0].filename == "rivers.txt"
+    finally:
+        target.close()
+
+
 def test_migrate_refuses_a_target_that_holds_data(
     source: Source, pg_url: str, tmp_path: Path
 ) -> None:
