@@ -13,7 +13,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli_settings, err, out, print_json
+from cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    cli_settings,
+    err,
+    handle_errors,
+    out,
+    print_json,
+)
 from rag.blobs import BlobStore, LocalBlobStore, PrefixedBlobStore, SqlBlobStore
 from rag.db.copy import (
     CopyCheck,
@@ -30,6 +39,7 @@ from rag.knowledge_base import KnowledgeBase
 from rag.records import CollectionCheck
 
 
+@handle_errors
 def migrate(
     to: Annotated[
         str,
