@@ -355,59 +355,60 @@ def latency_at(
 
 
 def explain_plans(services: Any, query: str) -> dict[str, Any]:
-    """``EXPLAIN ANALYZE`` of the store's dense and sparse statements for ``query``."""
-    from collections import Counter
+    """``EXPLAIN ANALYZE`` of the statements the store runs for one dense and one sparse search.
 
-    from sqlalchemy import text
+    The statements are captured from the engine while the knowledge base
+    searches (so they are the store's own, whatever SQL it writes), then run
+    again in that order on one connection with the search itself explained.
+    """
+    from sqlalchemy import event
 
     from rag.store import pg_schema
-    from rag.store.postgres import _SCORE_SQL, _vector_literal, dense_search_sql
-    from rag.text.terms import tokenize
 
-    kb, store = services.kb, services.kb.store
+    kb = services.kb
     (cid,) = kb.collection_ids([COLLECTION])
     vector = services.embedder.embed_query(query)
     k = services.settings.retrieval.candidates
-    counts = Counter(tokenize(query, stem=store.stem))
-    ef = max(k, store.settings.hnsw_ef_search)
-    with kb.sessions() as session:
-        session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-        dense = (
-            session.execute(
-                text("EXPLAIN (ANALYZE, BUFFERS) " + dense_search_sql(cid, len(vector))),
-                {"q": _vector_literal(vector), "k": k},
-            )
-            .scalars()
-            .all()
-        )
-        sparse = (
-            session.execute(
-                text("EXPLAIN (ANALYZE, BUFFERS) " + str(_SCORE_SQL)),
-                {
-                    "cid": cid,
-                    "terms": list(counts),
-                    "repeats": list(counts.values()),
-                    "k1": store.k1,
-                    "b": store.b,
-                    "k": k,
-                    "allowed": None,
-                },
-            )
-            .scalars()
-            .all()
-        )
-    hnsw_prefix = pg_schema.hnsw_index_prefix(cid)
-    return {
-        "query": query,
-        "dense_plan": list(dense),
-        "sparse_plan": list(sparse),
-        "dense_uses_hnsw": any(hnsw_prefix in line for line in dense),
-        "sparse_uses_postings_pk": any(
-            "Index Only Scan" in line and "bm25_postings" in line for line in sparse
-        ),
-        "dense_ms": _execution_ms(dense),
-        "sparse_ms": _execution_ms(sparse),
-    }
+    plans: dict[str, Any] = {"query": query}
+    for stage, search, marker in (
+        ("dense", lambda: kb.search_dense(cid, vector, k, None), "<#>"),
+        ("sparse", lambda: kb.search_sparse(cid, query, k, None), "bm25_postings"),
+    ):
+        captured: list[tuple[str, Any]] = []
+
+        def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            captured.append((statement, parameters))  # noqa: B023
+
+        event.listen(kb.engine, "before_cursor_execute", capture)
+        try:
+            search()
+        finally:
+            event.remove(kb.engine, "before_cursor_execute", capture)
+        connection = kb.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            plan: list[str] = []
+            for statement, parameters in captured:
+                if marker in statement and "ORDER BY" in statement:
+                    cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+                    plan = [row[0] for row in cursor.fetchall()]
+                else:  # the store's set-up (SET LOCAL hnsw.ef_search, dimension look-up)
+                    cursor.execute(statement, parameters)
+            connection.rollback()
+        finally:
+            connection.close()
+        plans[f"{stage}_plan"] = plan
+        plans[f"{stage}_ms"] = _execution_ms(plan)
+    plans["dense_uses_hnsw"] = any(
+        pg_schema.hnsw_index_prefix(cid) in line for line in plans["dense_plan"]
+    )
+    plans["sparse_uses_postings_pk"] = any(
+        "bm25_postings_pkey" in line for line in plans["sparse_plan"]
+    )
+    plans["sparse_index_only"] = any(
+        "Index Only Scan" in line and "bm25_postings" in line for line in plans["sparse_plan"]
+    )
+    return plans
 
 
 def _execution_ms(plan: Sequence[str]) -> float:
@@ -660,8 +661,10 @@ def render(result: dict[str, Any]) -> str:
                 f"EXPLAIN ANALYZE at {lat['size']:,} chunks, one query: dense statement "
                 f"{plans['dense_ms']:.2f} ms, partial HNSW index used: "
                 f"{'yes' if plans['dense_uses_hnsw'] else '**no**'}; sparse statement "
-                f"{plans['sparse_ms']:.2f} ms, postings primary key (index-only scan) used: "
-                f"{'yes' if plans['sparse_uses_postings_pk'] else '**no**'}.\n"
+                f"{plans['sparse_ms']:.2f} ms, postings primary key used: "
+                f"{'yes' if plans['sparse_uses_postings_pk'] else '**no**'} ("
+                f"{'index-only scan' if plans['sparse_index_only'] else 'not index-only'}"
+                "). Full plans in the --json-out file.\n"
             )
     return "\n".join(parts)
 
