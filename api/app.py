@@ -24,8 +24,10 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.reembed import ReembedJobs
 from api.routers import AppState, ask, chat, collections, documents, jobs, openai_compat, ops
 from api.security import ApiKeyMiddleware, BodySizeLimitMiddleware, RateLimitMiddleware
-from api.worker import IngestWorker
+from api.worker import ClaimPolicy, IngestWorker
 from ingest.service import build_ingest_service
+from rag.blobs import BlobStore, LocalBlobStore, PrefixedBlobStore, SqlBlobStore
+from rag.knowledge_base import KnowledgeBase
 from rag.services import build_services
 from rag.settings import Settings, load_settings
 
@@ -56,7 +58,8 @@ def build_state(settings: Settings) -> AppState:
     worker = IngestWorker(
         kb,
         build_ingest_service(services),
-        settings.data_dir / "uploads",
+        upload_store(settings, kb),
+        policy=ClaimPolicy(),
     )
     reembeds = ReembedJobs(kb, services.embedders, settings.ingest.embed_batch_chunks)
     reembeds.recover()  # before the worker's recovery, which would read them as uploads
@@ -69,6 +72,18 @@ def build_state(settings: Settings) -> AppState:
         metrics=Metrics(kb),
         reembeds=reembeds,
     )
+
+
+def upload_store(settings: Settings, kb: KnowledgeBase) -> BlobStore:
+    """Where upload bytes wait for a worker: the database's ``blobs`` table on PostgreSQL.
+
+    Replicas over one PostgreSQL database may run on different hosts, so an
+    upload must be readable by every one of them; on SQLite (one host) they
+    stay files in ``data_dir/uploads``.
+    """
+    if kb.engine.dialect.name == "postgresql":
+        return PrefixedBlobStore(SqlBlobStore(kb.sessions), "uploads/")
+    return LocalBlobStore(settings.data_dir / "uploads")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

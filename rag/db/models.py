@@ -157,6 +157,8 @@ class IngestJob(Base):
     """Progress of one file's ingestion (shown by the CLI and ``GET /jobs/{id}``)."""
 
     __tablename__ = "ingest_jobs"
+    # Workers look for unfinished jobs by status every poll interval.
+    __table_args__ = (Index("ix_ingest_jobs_status", "status"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     collection: Mapped[str] = mapped_column(String(128))
@@ -170,6 +172,14 @@ class IngestJob(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     upload_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The worker holding the job (``host:pid:random``) and until when: the holder
+    # renews the lease while it works; once it has passed, any worker may take
+    # the job back. Both are NULL while nobody holds it.
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # How many times a worker started ingesting it (a cap fails a job that keeps
+    # killing its workers instead of retrying it forever).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
