@@ -26,7 +26,7 @@ from api.routers import AppState, ask, chat, collections, documents, jobs, opena
 from api.security import ApiKeyMiddleware, BodySizeLimitMiddleware, RateLimitMiddleware
 from api.worker import ClaimPolicy, IngestWorker
 from ingest.service import build_ingest_service
-from rag.blobs import BlobStore, LocalBlobStore, PrefixedBlobStore, SqlBlobStore
+from rag.blobs import BlobStore, make_blob_stores
 from rag.knowledge_base import KnowledgeBase
 from rag.services import build_services
 from rag.settings import Settings, load_settings
@@ -75,15 +75,13 @@ def build_state(settings: Settings) -> AppState:
 
 
 def upload_store(settings: Settings, kb: KnowledgeBase) -> BlobStore:
-    """Where upload bytes wait for a worker: the database's ``blobs`` table on PostgreSQL.
+    """Where upload bytes wait for a worker (see :func:`rag.blobs.make_blob_stores`).
 
     Replicas over one PostgreSQL database may run on different hosts, so an
-    upload must be readable by every one of them; on SQLite (one host) they
-    stay files in ``data_dir/uploads``.
+    upload must be readable by every one of them: the ``blobs`` table there,
+    files in ``data_dir/uploads`` on SQLite (one host).
     """
-    if kb.engine.dialect.name == "postgresql":
-        return PrefixedBlobStore(SqlBlobStore(kb.sessions), "uploads/")
-    return LocalBlobStore(settings.data_dir / "uploads")
+    return make_blob_stores(kb.engine, kb.sessions, settings.data_dir)[1]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

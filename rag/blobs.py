@@ -17,7 +17,17 @@ import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table, delete, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from rag.db.models import utcnow
@@ -268,6 +278,21 @@ class PrefixedBlobStore:
         return self.inner.locate(self.prefix + key)
 
 
+def make_blob_stores(
+    engine: Engine, sessions: sessionmaker[Session], data_dir: Path
+) -> tuple[BlobStore, BlobStore]:
+    """The stores of a knowledge base: (document originals, upload bytes).
+
+    On PostgreSQL replicas may run on several hosts, so both live in the
+    ``blobs`` table (prefixes ``files/`` and ``uploads/``); otherwise they are
+    the files ``data_dir/files/<doc_id>`` and ``data_dir/uploads/<job_id>``.
+    """
+    if engine.dialect.name == "postgresql":
+        table = SqlBlobStore(sessions)
+        return PrefixedBlobStore(table, "files/"), PrefixedBlobStore(table, "uploads/")
+    return LocalBlobStore(data_dir / "files"), LocalBlobStore(data_dir / "uploads")
+
+
 __all__ = [
     "BLOB_METADATA",
     "BlobNotFound",
@@ -277,4 +302,5 @@ __all__ = [
     "SqlBlobStore",
     "blobs_table",
     "check_key",
+    "make_blob_stores",
 ]

@@ -10,7 +10,14 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from rag.blobs import BlobNotFound, BlobStore, LocalBlobStore, PrefixedBlobStore, SqlBlobStore
+from rag.blobs import (
+    BlobNotFound,
+    BlobStore,
+    LocalBlobStore,
+    PrefixedBlobStore,
+    SqlBlobStore,
+    make_blob_stores,
+)
 from rag.errors import InvalidInput
 
 pytestmark = pytest.mark.unit
@@ -124,3 +131,26 @@ class TestPrefixedBlobStore(BlobStoreContract):
     def test_prefix_must_end_with_a_slash(self, tmp_path: Path) -> None:
         with pytest.raises(InvalidInput, match="ends with '/'"):
             PrefixedBlobStore(LocalBlobStore(tmp_path), "uploads")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_knowledge_base_stores_follow_the_database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'rag.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    engine = create_engine(url)
+    originals, uploads = make_blob_stores(engine, sessionmaker(engine), tmp_path)
+    uploads.put("job1", b"u")
+    originals.put("job1", b"o")  # the same id in another kind of bytes
+    assert (uploads.get("job1"), originals.get("job1")) == (b"u", b"o")
+    if backend == "sqlite":
+        assert (tmp_path / "uploads" / "job1").read_bytes() == b"u"
+        assert (tmp_path / "files" / "job1").read_bytes() == b"o"
+    else:
+        assert uploads.locate("job1") == "sql:blobs/uploads/job1"
+    engine.dispose()
