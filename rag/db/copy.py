@@ -11,9 +11,10 @@ SQLite. Document originals go to the blob stores the caller names.
 Rows are streamed in batches (``batch_rows``), and the whole copy is one
 transaction on the target: a failure or a kill leaves it empty, and the
 copy can simply be run again. That is cheap enough: 100k chunks (384-d) went
-from SQLite into PostgreSQL in 106 s on a busy 2-core host, most of it the
-BM25 postings, with this process under 500 MB (the rows wait in PostgreSQL;
-only a file store's after-commit steps keep their batches until the commit).
+from SQLite into PostgreSQL in 106-110 s on a busy 2-core host, most of it
+the BM25 postings, with this process under 500 MB (the rows wait in
+PostgreSQL; only a file store's after-commit steps keep their batches until
+the commit). Building the HNSW graph afterwards took another 292 s.
 Originals are written before that transaction, by idempotent ``put`` calls,
 so a re-run after a failure overwrites them.
 
