@@ -303,3 +303,20 @@ def test_an_upload_through_http_is_ingested_and_its_bytes_dropped(
             assert isinstance(client.app.state.rag.worker.uploads.inner, SqlBlobStore)
         else:
             assert list((settings.data_dir / "uploads").iterdir()) == []
+
+
+def test_a_renewed_lease_keeps_the_job_from_other_workers(
+    replicas: Callable[[], Services],
+) -> None:
+    services = replicas()
+    clock = Clock()
+    holder = _worker(services, clock, "replica-holder")
+    (ref,) = holder.accept(_notes(1), "notes")
+    assert [job.id for job in holder.claim(5)] == [ref["job_id"]]
+    other = _worker(replicas(), clock, "replica-b")
+    clock.now += timedelta(seconds=LEASE * 2 / 3)
+    assert holder.renew_leases() == 1  # what the heartbeat does every third of the lease
+    clock.now += timedelta(seconds=LEASE * 2 / 3)  # past the first lease, within the renewed one
+    assert other.claim(5) == []
+    clock.pass_lease()
+    assert [job.id for job in other.claim(5)] == [ref["job_id"]]
