@@ -23,7 +23,6 @@ from cli.common import (
     out,
     print_json,
 )
-from rag.blobs import BlobStore, LocalBlobStore, PrefixedBlobStore, SqlBlobStore
 from rag.db.copy import (
     CopyCheck,
     CopyReport,
@@ -35,7 +34,6 @@ from rag.db.copy import (
 )
 from rag.db.migrate import display_url
 from rag.errors import RagError
-from rag.knowledge_base import KnowledgeBase
 from rag.records import CollectionCheck
 
 
@@ -85,9 +83,7 @@ def migrate(
             err.print(f"[red]refused:[/red] {exc.message}", highlight=False)
             raise typer.Exit(EXIT_USAGE) from exc
         try:
-            report = copy_knowledge_base(
-                source, target, originals=_original_stores(source, target), batch_rows=batch_rows
-            )
+            report = copy_knowledge_base(source, target, batch_rows=batch_rows)
         except RagError as exc:
             err.print(f"[red]copy failed:[/red] {exc.message}", highlight=False)
             raise typer.Exit(EXIT_FAILED) from exc
@@ -101,20 +97,6 @@ def migrate(
     else:
         _print(report, check, display_url(to), moved=to_data_dir is not None)
     raise typer.Exit(EXIT_OK if check.consistent else EXIT_FAILED)
-
-
-def _original_stores(source: KnowledgeBase, target: KnowledgeBase) -> list[BlobStore]:
-    """Where the target keeps document originals.
-
-    On PostgreSQL the ``blobs`` table (under ``files/``), which every replica
-    reads; and the target's ``files`` folder when it is not the source's.
-    """
-    stores: list[BlobStore] = []
-    if target.engine.dialect.name == "postgresql":
-        stores.append(PrefixedBlobStore(SqlBlobStore(target.sessions), "files/"))
-    if source.files_dir.resolve() != target.files_dir.resolve():
-        stores.append(LocalBlobStore(target.files_dir))
-    return stores
 
 
 def _side(checks: tuple[CollectionCheck, ...]) -> dict[str, Any]:

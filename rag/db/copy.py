@@ -40,7 +40,7 @@ from sqlalchemy import URL, Connection, Table, func, insert, make_url, select, t
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from rag.blobs import BlobStore
+from rag.blobs import BlobNotFound, BlobStore, LocalBlobStore, make_blob_stores
 from rag.db.migrate import display_url
 from rag.db.models import (
     Base,
@@ -235,7 +235,7 @@ def copy_knowledge_base(
     source: KnowledgeBase,
     target: KnowledgeBase,
     *,
-    originals: Sequence[BlobStore] = (),
+    originals: Sequence[BlobStore] | None = None,
     batch_rows: int = _DEFAULT_BATCH_ROWS,
 ) -> CopyReport:
     """Copy every row of ``source`` into the empty ``target`` and build its search indexes.
@@ -250,8 +250,8 @@ def copy_knowledge_base(
     Args:
         source: The knowledge base to read (opened and recovered).
         target: The empty knowledge base to fill (opened and recovered).
-        originals: Where the target keeps document originals (``put`` by
-            document id); empty: leave them where they are.
+        originals: Where to put document originals (by document id); default
+            :func:`target_original_stores`, empty: leave them where they are.
         batch_rows: Rows read, inserted and staged at a time (memory bound).
 
     Returns:
@@ -264,6 +264,8 @@ def copy_knowledge_base(
     if batch_rows < 1:
         raise InvalidInput(f"batch_rows must be >= 1, got {batch_rows}")
     started = time.perf_counter()
+    if originals is None:
+        originals = target_original_stores(source, target)
     with source.writer_lock.hold():
         copied, missing = _copy_originals(source, originals)
         with source.engine.connect() as reading:
@@ -294,6 +296,27 @@ def copy_knowledge_base(
         report.seconds,
     )
     return report
+
+
+def original_store(kb: KnowledgeBase) -> BlobStore:
+    """Where ``kb`` keeps document originals (``rag.blobs.make_blob_stores``)."""
+    return make_blob_stores(kb.engine, kb.sessions, kb.data_dir)[0]
+
+
+def target_original_stores(source: KnowledgeBase, target: KnowledgeBase) -> list[BlobStore]:
+    """Where the copy puts document originals: the target's original store.
+
+    On PostgreSQL that is the ``blobs`` table; the target's ``files`` folder
+    gets them too when it is not the source's, because the knowledge base
+    still serves an original from ``data_dir/files`` (until it reads them
+    from its blob store, this keeps downloads working on the target).
+    """
+    stores = [original_store(target)]
+    if target.engine.dialect.name != "sqlite" and not _same_path(
+        source.files_dir, target.files_dir
+    ):
+        stores.append(LocalBlobStore(target.files_dir))
+    return stores
 
 
 def check_copy(source: KnowledgeBase, target: KnowledgeBase) -> CopyCheck:
@@ -495,13 +518,14 @@ def _copy_originals(source: KnowledgeBase, stores: Sequence[BlobStore]) -> tuple
         return 0, []
     with source.sessions() as session:
         doc_ids = list(session.scalars(select(Document.id).order_by(Document.id)))
+    held = original_store(source)
     copied, missing = 0, []
     for doc_id in doc_ids:
-        path = source.files_dir / doc_id
-        if not path.is_file():
+        try:
+            data = held.get(doc_id)
+        except BlobNotFound:
             missing.append(doc_id)
             continue
-        data = path.read_bytes()
         for store in stores:
             store.put(doc_id, data)
         copied += 1
@@ -553,4 +577,6 @@ __all__ = [
     "check_distinct_databases",
     "copy_knowledge_base",
     "open_knowledge_base",
+    "original_store",
+    "target_original_stores",
 ]
