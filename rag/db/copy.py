@@ -6,7 +6,8 @@ ingest jobs, chat sessions and messages. The index journal is not: the
 target's search store is built from the chunk rows through its own
 :class:`~rag.protocols.SearchStore` (``stage_add`` per batch), so the same
 code fills pgvector and BM25 tables on PostgreSQL or FAISS and BM25 files on
-SQLite. Document originals go to the blob stores the caller names.
+SQLite. Document originals go from the source's blob store to the target's
+(the ``blobs`` table on PostgreSQL, which every replica reads).
 
 Rows are streamed in batches (``batch_rows``), and the whole copy is one
 transaction on the target: a failure or a kill leaves it empty, and the
@@ -37,10 +38,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import URL, Connection, Table, func, insert, make_url, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-from rag.blobs import BlobNotFound, BlobStore, LocalBlobStore, make_blob_stores
+from rag.blobs import BlobNotFound, BlobStore
 from rag.db.migrate import display_url
 from rag.db.models import (
     Base,
@@ -251,7 +252,8 @@ def copy_knowledge_base(
         source: The knowledge base to read (opened and recovered).
         target: The empty knowledge base to fill (opened and recovered).
         originals: Where to put document originals (by document id); default
-            :func:`target_original_stores`, empty: leave them where they are.
+            the target's own store (``target.originals``: the ``blobs`` table on
+            PostgreSQL, ``data_dir/files`` otherwise); empty: leave them.
         batch_rows: Rows read, inserted and staged at a time (memory bound).
 
     Returns:
@@ -265,7 +267,7 @@ def copy_knowledge_base(
         raise InvalidInput(f"batch_rows must be >= 1, got {batch_rows}")
     started = time.perf_counter()
     if originals is None:
-        originals = target_original_stores(source, target)
+        originals = [target.originals]
     with source.writer_lock.hold():
         copied, missing = _copy_originals(source, originals)
         with source.engine.connect() as reading:
@@ -296,27 +298,6 @@ def copy_knowledge_base(
         report.seconds,
     )
     return report
-
-
-def original_store(kb: KnowledgeBase) -> BlobStore:
-    """Where ``kb`` keeps document originals (``rag.blobs.make_blob_stores``)."""
-    return make_blob_stores(kb.engine, kb.sessions, kb.data_dir)[0]
-
-
-def target_original_stores(source: KnowledgeBase, target: KnowledgeBase) -> list[BlobStore]:
-    """Where the copy puts document originals: the target's original store.
-
-    On PostgreSQL that is the ``blobs`` table; the target's ``files`` folder
-    gets them too when it is not the source's, because the knowledge base
-    still serves an original from ``data_dir/files`` (until it reads them
-    from its blob store, this keeps downloads working on the target).
-    """
-    stores = [original_store(target)]
-    if target.engine.dialect.name != "sqlite" and not _same_path(
-        source.files_dir, target.files_dir
-    ):
-        stores.append(LocalBlobStore(target.files_dir))
-    return stores
 
 
 def check_copy(source: KnowledgeBase, target: KnowledgeBase) -> CopyCheck:
@@ -518,11 +499,10 @@ def _copy_originals(source: KnowledgeBase, stores: Sequence[BlobStore]) -> tuple
         return 0, []
     with source.sessions() as session:
         doc_ids = list(session.scalars(select(Document.id).order_by(Document.id)))
-    held = original_store(source)
     copied, missing = 0, []
     for doc_id in doc_ids:
         try:
-            data = held.get(doc_id)
+            data = source.originals.get(doc_id)
         except BlobNotFound:
             missing.append(doc_id)
             continue
@@ -544,8 +524,17 @@ def _row_counts(kb: KnowledgeBase) -> dict[str, int]:
 
 
 def _same_database(a: str | URL, b: str | URL) -> bool:
-    """Whether two URLs name one database (SQLite files compared by resolved path)."""
-    first, second = make_url(a), make_url(b)
+    """Whether two URLs name one database (SQLite files compared by resolved path).
+
+    Raises:
+        InvalidInput: Either is not a database URL.
+    """
+    try:
+        first, second = make_url(a), make_url(b)
+    except ArgumentError as exc:
+        raise InvalidInput(
+            f"not a database URL: {exc}; give one like postgresql+psycopg://user:password@host/db"
+        ) from exc
     if first.get_backend_name() == second.get_backend_name() == "sqlite":
         return _same_path(Path(first.database or ""), Path(second.database or ""))
     return first.set(drivername=first.get_backend_name()).render_as_string(
@@ -577,6 +566,4 @@ __all__ = [
     "check_distinct_databases",
     "copy_knowledge_base",
     "open_knowledge_base",
-    "original_store",
-    "target_original_stores",
 ]

@@ -200,9 +200,9 @@ def test_migrate_to_postgres_keeps_rows_ids_and_results(
         assert_same_results(expected_results, results(target))
         originals = PrefixedBlobStore(SqlBlobStore(target.kb.sessions), "files/")
         for doc_id, *_ in expected_rows["documents"]:
-            stored = (source.settings.data_dir / "files" / doc_id).read_bytes()
+            stored = source.services.kb.originals.get(doc_id)
             assert originals.get(doc_id) == stored  # the blobs table, for every replica
-            assert target.kb.document_file(doc_id).read_bytes() == stored  # today's reader
+            assert target.kb.document_bytes(doc_id) == stored
         assert not originals.exists(source.deleted_id)
 
         # Ids continue after the source's highest ever, the deleted document's chunks included.
