@@ -271,7 +271,7 @@ def copy_knowledge_base(
     with source.writer_lock.hold():
         copied, missing = _copy_originals(source, originals)
         with source.engine.connect() as reading:
-            counts, indexed = _copy_rows(source, target, reading, batch_rows)
+            counts, indexed = _copy_rows(target, reading, batch_rows)
     copied_at = time.perf_counter()
     target.flush()
     built = target.checkpoint()
@@ -319,7 +319,7 @@ def check_copy(source: KnowledgeBase, target: KnowledgeBase) -> CopyCheck:
 
 # ---------------------------------------------------------------------- plumbing
 def _copy_rows(
-    source: KnowledgeBase, target: KnowledgeBase, reading: Connection, batch_rows: int
+    target: KnowledgeBase, reading: Connection, batch_rows: int
 ) -> tuple[dict[str, int], int]:
     """Every table in one target transaction; the store's after-commit steps after it."""
     counts: dict[str, int] = {}
