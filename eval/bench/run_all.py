@@ -35,6 +35,8 @@ BENCHMARKS = (
 
 # Small configurations for --quick, for benchmarks that have no --quick flag of their own.
 QUICK_ARGS: dict[str, list[str]] = {
+    # Sized to stay inside --quick's 120 s per benchmark (about 50 s on an idle host).
+    "bench_postgres": ["--quick", "--queries", "5", "--sizes", "600"],
     "bench_indexes": ["--sizes", "2000", "--queries", "20", "--reference-queries", "5"],
     "bench_generation": [
         "--dtypes",
