@@ -26,8 +26,6 @@ from api.routers import AppState, ask, chat, collections, documents, jobs, opena
 from api.security import ApiKeyMiddleware, BodySizeLimitMiddleware, RateLimitMiddleware
 from api.worker import ClaimPolicy, IngestWorker
 from ingest.service import build_ingest_service
-from rag.blobs import BlobStore, make_blob_stores
-from rag.knowledge_base import KnowledgeBase
 from rag.services import build_services
 from rag.settings import Settings, load_settings
 
@@ -58,8 +56,13 @@ def build_state(settings: Settings) -> AppState:
     worker = IngestWorker(
         kb,
         build_ingest_service(services),
-        upload_store(settings, kb),
-        policy=ClaimPolicy(),
+        kb.uploads,
+        policy=ClaimPolicy(
+            poll_seconds=settings.ingest.job_poll_seconds,
+            lease_seconds=settings.ingest.job_lease_seconds,
+            max_attempts=settings.ingest.job_max_attempts,
+            claim_batch=settings.ingest.job_claim_batch,
+        ),
     )
     reembeds = ReembedJobs(kb, services.embedders, settings.ingest.embed_batch_chunks)
     reembeds.recover()  # before the worker's recovery, which would read them as uploads
@@ -72,16 +75,6 @@ def build_state(settings: Settings) -> AppState:
         metrics=Metrics(kb),
         reembeds=reembeds,
     )
-
-
-def upload_store(settings: Settings, kb: KnowledgeBase) -> BlobStore:
-    """Where upload bytes wait for a worker (see :func:`rag.blobs.make_blob_stores`).
-
-    Replicas over one PostgreSQL database may run on different hosts, so an
-    upload must be readable by every one of them: the ``blobs`` table there,
-    files in ``data_dir/uploads`` on SQLite (one host).
-    """
-    return make_blob_stores(kb.engine, kb.sessions, settings.data_dir)[1]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

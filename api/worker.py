@@ -62,7 +62,7 @@ from rag.errors import (
     JobNotFound,
     RagError,
 )
-from rag.knowledge_base import KnowledgeBase, validate_collection_name
+from rag.knowledge_base import KnowledgeBase, job_resume_blocker, validate_collection_name
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,9 @@ class IngestWorker:
                 if not single_host:
                     query = query.where(_unheld(now)).with_for_update(skip_locked=True)
                 for job in session.scalars(query).all():
-                    reason = self._resume_blocker(session, job)
+                    reason = job_resume_blocker(
+                        session, job, self.uploads, passwords=self._passwords
+                    )
                     if reason is None:
                         job.status = JobStatus.QUEUED.value
                         job.claimed_by = None
@@ -292,24 +294,6 @@ class IngestWorker:
         for key in self.uploads.keys():
             if key not in keep and key not in live:
                 self.uploads.delete(key)  # bytes of a job that no longer exists
-
-    def _resume_blocker(self, session: Any, job: IngestJob) -> str | None:
-        """Why an unfinished job cannot be ingested (again) here; None when it can.
-
-        The rule of :func:`rag.knowledge_base.job_resume_blocker` (shared with
-        ``rag doctor``) with the upload bytes looked up in the blob store, and
-        a password counted as kept while this process holds it.
-        """
-        if not job.upload_path or not self.uploads.exists(job.id):
-            return "ingestion was interrupted and the uploaded bytes are gone; upload it again"
-        if job.document_id is None or session.get(Document, job.document_id) is None:
-            return "ingestion was interrupted and its document was deleted; upload the file again"
-        if (job.options or {}).get("has_password") and job.id not in self._passwords:
-            return (
-                "ingestion was interrupted; passwords are not kept across restarts, so upload "
-                "the file again with its password"
-            )
-        return None
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from rag.db.models import utcnow
-from rag.errors import InvalidInput, NotFound
+from rag.errors import BlobNotFound, InvalidInput
 from rag.index.atomic import atomic_write_bytes
 
 # One name segment: what ids and file names of ours look like; no "..", no leading dot.
@@ -47,12 +47,6 @@ blobs_table = Table(
     Column("data", LargeBinary, nullable=False),  # bytea on PostgreSQL, BLOB on SQLite
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )
-
-
-class BlobNotFound(NotFound):
-    """No bytes are stored under the key."""
-
-    code = "blob_not_found"
 
 
 def check_key(key: str) -> str:

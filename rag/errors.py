@@ -72,6 +72,12 @@ class NotFound(RagError):
     code = "not_found"
 
 
+class BlobNotFound(NotFound):
+    """No bytes are stored under the key (an original file or an upload)."""
+
+    code = "blob_not_found"
+
+
 class DocumentNotFound(NotFound):
     """No document with that id."""
 

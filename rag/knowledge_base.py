@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Container, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from rag.blobs import BlobStore, make_blob_stores
 from rag.db.engine import make_engine, make_session_factory
 from rag.db.models import (
     ChunkRow,
@@ -33,6 +33,7 @@ from rag.db.models import (
     JobStatus,
 )
 from rag.errors import (
+    BlobNotFound,
     CollectionNotFound,
     Conflict,
     DocumentNotFound,
@@ -41,7 +42,6 @@ from rag.errors import (
     InvalidInput,
 )
 from rag.faults import kill_point
-from rag.index.atomic import atomic_write_bytes
 from rag.locks import ProcessLock
 from rag.protocols import AfterCommit, Embedder, SearchStore
 from rag.records import ChunkInfo, CollectionCheck, CollectionInfo, DocumentInfo
@@ -59,19 +59,22 @@ _LIVE_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 _UNFINISHED = (DocumentStatus.PROCESSING.value, DocumentStatus.PENDING.value)
 
 
-def job_resume_blocker(session: Session, job: IngestJob) -> str | None:
-    """Why an unfinished ingest job cannot be resumed by the server (None when it can).
+def job_resume_blocker(
+    session: Session, job: IngestJob, uploads: BlobStore, *, passwords: Container[str] = ()
+) -> str | None:
+    """Why an unfinished ingest job cannot be resumed by a server (None when it can).
 
-    The one rule shared by the server's start-up recovery and every check that
-    decides a document is stuck, so they never disagree: a job resumes when its
-    uploaded bytes are still on disk, its document exists, and it needs no
-    password (passwords are never stored).
+    The one rule shared by the servers' recovery and every check that decides
+    a document is stuck, so they never disagree: a job resumes when its
+    uploaded bytes are still stored, its document exists, and it needs no
+    password (passwords are never stored; ``passwords`` holds the ids of jobs
+    whose password the calling process still has in memory).
     """
-    if not job.upload_path or not Path(job.upload_path).is_file():
+    if not job.upload_path or not uploads.exists(job.id):
         return "ingestion was interrupted and the uploaded bytes are gone; upload it again"
     if job.document_id is None or session.get(Document, job.document_id) is None:
         return "ingestion was interrupted and its document was deleted; upload the file again"
-    if (job.options or {}).get("has_password"):
+    if (job.options or {}).get("has_password") and job.id not in passwords:
         return (
             "ingestion was interrupted; passwords are not kept across restarts, so upload "
             "the file again with its password"
@@ -79,15 +82,15 @@ def job_resume_blocker(session: Session, job: IngestJob) -> str | None:
     return None
 
 
-def _resumable_documents(session: Session) -> set[str]:
-    """Ids of unfinished documents whose ingest job the server will resume."""
+def _resumable_documents(session: Session, uploads: BlobStore) -> set[str]:
+    """Ids of unfinished documents whose ingest job a server will resume."""
     jobs = session.scalars(
         select(IngestJob).where(IngestJob.status.in_(_LIVE_JOB), IngestJob.document_id.is_not(None))
     ).all()
     return {
         job.document_id
         for job in jobs
-        if job.document_id is not None and job_resume_blocker(session, job) is None
+        if job.document_id is not None and job_resume_blocker(session, job, uploads) is None
     }
 
 
@@ -177,14 +180,14 @@ class KnowledgeBase:
         self.index_settings: IndexSettings = settings.index
         self.embedding_model = embedding_model
         self.data_dir = settings.data_dir
-        self.files_dir = self.data_dir / "files"
         self.index_dir = self.data_dir / "indexes"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(
             settings.resolved_database_url, auto_upgrade=settings.database_auto_upgrade
         )
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        # Document originals and upload bytes: files here, the blobs table on PostgreSQL.
+        self.originals, self.uploads = make_blob_stores(self.engine, self.sessions, self.data_dir)
         self.writer_lock = ProcessLock(self.data_dir / "writer.lock")
         self.ingest_lock = ProcessLock(self.data_dir / "ingest.lock")
         self.store: SearchStore = make_search_store(
@@ -237,7 +240,7 @@ class KnowledgeBase:
     def _fail_stuck(self, skip: set[str]) -> list[str]:
         with self.sessions.begin() as session:
             rows = session.scalars(select(Document).where(Document.status.in_(_UNFINISHED))).all()
-            skip = skip | _resumable_documents(session) if rows else skip
+            skip = skip | _resumable_documents(session, self.uploads) if rows else skip
             stuck = [row for row in rows if row.id not in skip]
             for row in stuck:
                 row.status = DocumentStatus.FAILED.value
@@ -354,7 +357,7 @@ class KnowledgeBase:
             kill_point("collection_delete.sql_done")
             after()
         for doc_id in doc_ids:
-            (self.files_dir / doc_id).unlink(missing_ok=True)
+            self.originals.delete(doc_id)
         log.info("collection deleted name=%s documents=%d", name, len(doc_ids))
         return len(doc_ids)
 
@@ -441,7 +444,7 @@ class KnowledgeBase:
                 details={"document_id": existing.id, "status": existing.status},
             )
         if data is not None:
-            atomic_write_bytes(self.files_dir / result.id, data)
+            self.originals.put(result.id, data)
         kill_point("document.begun")
         return result
 
@@ -539,13 +542,15 @@ class KnowledgeBase:
             total = int(session.scalar(count) or 0)
             return [_document_info(doc, name) for doc, name in rows], total
 
-    def document_file(self, doc_id: str) -> Path:
-        """Path of the original bytes of a document."""
+    def document_bytes(self, doc_id: str) -> bytes:
+        """The original bytes of a document, readable from any replica."""
         self.get_document(doc_id)
-        path = self.files_dir / doc_id
-        if not path.exists():
-            raise DocumentNotFound(f"the original file of document {doc_id!r} is not stored")
-        return path
+        try:
+            return self.originals.get(doc_id)
+        except BlobNotFound as exc:
+            raise DocumentNotFound(
+                f"the original file of document {doc_id!r} is not stored"
+            ) from exc
 
     def document_chunks(
         self, doc_id: str, *, offset: int = 0, limit: int | None = None
@@ -611,7 +616,7 @@ class KnowledgeBase:
             for step in after:
                 step()
         for old_id in replaces:
-            (self.files_dir / old_id).unlink(missing_ok=True)
+            self.originals.delete(old_id)
         log.info("document ready doc_id=%s chunks=%d", doc_id, added)
         return self.get_document(doc_id)
 
@@ -712,7 +717,7 @@ class KnowledgeBase:
                 session.execute(delete(Document).where(Document.id == doc_id))
             kill_point("delete.sql_done")
             after()
-        (self.files_dir / doc_id).unlink(missing_ok=True)
+        self.originals.delete(doc_id)
         log.info("document deleted doc_id=%s chunks=%d", doc_id, len(chunk_ids))
         return doc
 
@@ -972,7 +977,7 @@ class KnowledgeBase:
                     Document.collection_id == info.id, Document.status.in_(_UNFINISHED)
                 )
             ).all()
-            resumable = _resumable_documents(session) if unfinished else set()
+            resumable = _resumable_documents(session, self.uploads) if unfinished else set()
             stuck = tuple(d for d in unfinished if d not in resumable)
             waiting = tuple(d for d in unfinished if d in resumable)
         faiss_ids, bm25_ids = self.store.indexed_ids(info.id)

