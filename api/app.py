@@ -64,7 +64,13 @@ def build_state(settings: Settings) -> AppState:
             claim_batch=settings.ingest.job_claim_batch,
         ),
     )
-    reembeds = ReembedJobs(kb, services.embedders, settings.ingest.embed_batch_chunks)
+    reembeds = ReembedJobs(
+        kb,
+        services.embedders,
+        settings.ingest.embed_batch_chunks,
+        replica_id=worker.replica_id,
+        lease_seconds=settings.ingest.job_lease_seconds,
+    )
     reembeds.recover()  # before the worker's recovery, which would read them as uploads
     worker.recover()
     worker.start()

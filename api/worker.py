@@ -253,7 +253,7 @@ class IngestWorker:
                     .order_by(IngestJob.created_at)
                 )
                 if not single_host:
-                    query = query.where(_unheld(now)).with_for_update(skip_locked=True)
+                    query = query.where(unheld(now)).with_for_update(skip_locked=True)
                 for job in session.scalars(query).all():
                     reason = job_resume_blocker(
                         session, job, self.uploads, passwords=self._passwords
@@ -521,7 +521,7 @@ class IngestWorker:
                 and_(
                     _JOBS.c.status == JobStatus.QUEUED.value,
                     or_(
-                        _unheld(now),
+                        unheld(now),
                         and_(
                             _JOBS.c.claimed_by == self.replica_id,
                             _JOBS.c.id.not_in(sorted(self._in_hand)),
@@ -966,7 +966,7 @@ class IngestWorker:
             doc.error = reason
 
 
-def _unheld(now: datetime) -> ColumnElement[bool]:
+def unheld(now: datetime) -> ColumnElement[bool]:
     """Jobs no live worker holds: never claimed, released, or the lease has passed."""
     return or_(
         IngestJob.claimed_by.is_(None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,40 @@ def test_interrupted_reembed_jobs_are_settled_by_what_the_collection_records(cli
             )
     jobs = ReembedJobs(kb, state.services.embedders, 16)
     assert sorted(jobs.recover()) == ["a" * 32, "b" * 32]
+    jobs.stop()
     # The collection records hashing-256: the first job's swap committed, the second's did not.
     assert client.get(f"/jobs/{'a' * 32}").json()["status"] == "succeeded"
     failed = client.get(f"/jobs/{'b' * 32}").json()
     assert failed["status"] == "failed" and failed["error_code"] == "interrupted"
     assert "old vectors" in failed["error"]
+
+
+def test_a_live_replicas_reembed_job_is_left_to_it_until_its_lease_passes(client, backend):
+    kb = client.app.state.rag.services.kb
+    kb.create_collection("handbook")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    with kb.sessions.begin() as session:
+        session.add(
+            IngestJob(
+                id="c" * 32,
+                collection="handbook",
+                filename="re-embed with hashing-32",
+                status=JobStatus.RUNNING.value,
+                options={"kind": "reembed", "model": "hashing-32"},
+                claimed_by="other-replica",
+                lease_until=now + timedelta(seconds=30),
+            )
+        )
+    clock = [now]
+    jobs = ReembedJobs(
+        kb, client.app.state.rag.services.embedders, 16, lease_seconds=30, clock=lambda: clock[0]
+    )
+    try:
+        if backend == "postgres":  # replicas share the table: the holder is alive
+            assert jobs.settle_abandoned() == []
+            assert client.get(f"/jobs/{'c' * 32}").json()["status"] == "running"
+            clock[0] = now + timedelta(seconds=31)  # its lease passed: that replica died
+        assert jobs.settle_abandoned() == ["c" * 32]  # (SQLite: one server, so at once)
+        assert client.get(f"/jobs/{'c' * 32}").json()["error_code"] == "interrupted"
+    finally:
+        jobs.stop()
