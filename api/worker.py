@@ -227,18 +227,20 @@ class IngestWorker:
     def recover(self) -> tuple[list[str], list[str]]:
         """Queue again or fail the upload jobs a previous process left unfinished.
 
-        On SQLite this needs the data folder to itself (no other process
-        ingesting) and settles every unfinished job. On PostgreSQL other
-        replicas may be alive: only jobs nobody holds (no lease, or a lapsed
-        one) are settled, and documents are not touched beyond those jobs'.
+        Alone (no other process holds the ingest lock: on SQLite a file lock in
+        the data folder, on PostgreSQL an advisory lock every replica holds
+        while it runs) every unfinished job is settled and documents left
+        without a job are failed. On PostgreSQL with other replicas alive only
+        jobs nobody holds (no lease, or a lapsed one) are settled, and
+        documents are not touched beyond those jobs'. On SQLite with another
+        process ingesting nothing is done.
 
         Returns:
             (ids of re-queued jobs, ids of failed jobs). Both empty on SQLite when
             another process is ingesting into the same data folder (its jobs are alive).
         """
-        single_host = self._dialect == "sqlite"
         exclusive = self.kb.ingest_lock.try_exclusive()
-        if single_host and not exclusive:
+        if self._dialect == "sqlite" and not exclusive:
             log.info("another process is ingesting; not recovering jobs")
             return [], []
         requeued: list[str] = []
@@ -252,7 +254,7 @@ class IngestWorker:
                     .where(IngestJob.status.in_(_ACTIVE), IngestJob.upload_path.is_not(None))
                     .order_by(IngestJob.created_at)
                 )
-                if not single_host:
+                if not exclusive:
                     query = query.where(unheld(now)).with_for_update(skip_locked=True)
                 for job in session.scalars(query).all():
                     reason = job_resume_blocker(
@@ -271,14 +273,14 @@ class IngestWorker:
                     else:
                         self._fail_row(session, job, reason, INTERRUPTED)
                         failed.append(job.id)
-            if single_host:
+            if exclusive:
                 self._sweep_uploads(set(requeued))
         finally:
             if exclusive:
                 self.kb.ingest_lock.release()
         for job_id in failed:
             self.uploads.delete(job_id)
-        if single_host:
+        if exclusive:
             # Documents left pending/processing without a job to resume are failed.
             self.kb.fail_interrupted_documents(exclude=keep_docs)
         for job_id in requeued:

@@ -24,6 +24,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from rag.blobs import BlobStore, make_blob_stores
 from rag.db.engine import make_engine, make_session_factory
+from rag.db.locks import INGEST_LOCK_KEY, AdvisoryLock
 from rag.db.models import (
     ChunkRow,
     Collection,
@@ -42,7 +43,7 @@ from rag.errors import (
     InvalidInput,
 )
 from rag.faults import kill_point
-from rag.locks import ProcessLock
+from rag.locks import InterProcessLock, ProcessLock
 from rag.protocols import AfterCommit, Embedder, SearchStore
 from rag.records import ChunkInfo, CollectionCheck, CollectionInfo, DocumentInfo
 from rag.settings import IndexSettings, Settings
@@ -189,7 +190,14 @@ class KnowledgeBase:
         # Document originals and upload bytes: files here, the blobs table on PostgreSQL.
         self.originals, self.uploads = make_blob_stores(self.engine, self.sessions, self.data_dir)
         self.writer_lock = ProcessLock(self.data_dir / "writer.lock")
-        self.ingest_lock = ProcessLock(self.data_dir / "ingest.lock")
+        # Held shared by every ingesting process (and server), so recovery elsewhere can tell
+        # a live "processing" document from a dead one: a file lock on one host, an advisory
+        # lock every replica sees on PostgreSQL.
+        self.ingest_lock: InterProcessLock = (
+            AdvisoryLock(self.engine, INGEST_LOCK_KEY)
+            if self.engine.dialect.name == "postgresql"
+            else ProcessLock(self.data_dir / "ingest.lock")
+        )
         self.store: SearchStore = make_search_store(
             self.engine, self.sessions, self.index_dir, self.index_settings, self.writer_lock
         )

@@ -1,11 +1,12 @@
-"""A readers-writer lock: many searches at once, one index mutation at a time."""
+"""Locks: a readers-writer lock (many searches, one index mutation) and inter-process locks."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 
 class ReadWriteLock:
@@ -47,6 +48,22 @@ class ReadWriteLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class InterProcessLock(Protocol):
+    """A lock other processes see: :class:`ProcessLock` (one host) or a database advisory lock."""
+
+    def hold(self, *, shared: bool = False) -> AbstractContextManager[None]:
+        """Hold the lock, waiting for it (re-entrant within a thread)."""
+        ...
+
+    def try_exclusive(self) -> bool:
+        """Take the lock exclusively if nobody holds it; True on success (call release)."""
+        ...
+
+    def release(self) -> None:
+        """Release a lock taken by :meth:`try_exclusive`."""
+        ...
 
 
 class ProcessLock:
