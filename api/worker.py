@@ -52,6 +52,7 @@ from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 
 from ingest.service import IngestOutcome, IngestProgress, IngestService, Upload, display_name
 from rag.blobs import BlobNotFound, BlobStore, LocalBlobStore
+from rag.consistency import job_resume_blocker
 from rag.db.models import Document, DocumentStatus, IngestJob, JobStatus, new_id, utcnow
 from rag.errors import (
     Conflict,
@@ -62,7 +63,7 @@ from rag.errors import (
     JobNotFound,
     RagError,
 )
-from rag.knowledge_base import KnowledgeBase, job_resume_blocker, validate_collection_name
+from rag.knowledge_base import KnowledgeBase, validate_collection_name
 
 log = logging.getLogger(__name__)
 

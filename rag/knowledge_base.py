@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from rag.blobs import BlobStore, make_blob_stores
+from rag.blobs import make_blob_stores
+from rag.consistency import ConsistencyChecker
 from rag.db.engine import make_engine, make_session_factory
 from rag.db.locks import INGEST_LOCK_KEY, AdvisoryLock
 from rag.db.models import (
@@ -30,8 +31,6 @@ from rag.db.models import (
     Collection,
     Document,
     DocumentStatus,
-    IngestJob,
-    JobStatus,
 )
 from rag.errors import (
     BlobNotFound,
@@ -54,45 +53,6 @@ from rag.types import Chunk, ScoredId
 log = logging.getLogger(__name__)
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-
-
-_LIVE_JOB = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
-_UNFINISHED = (DocumentStatus.PROCESSING.value, DocumentStatus.PENDING.value)
-
-
-def job_resume_blocker(
-    session: Session, job: IngestJob, uploads: BlobStore, *, passwords: Container[str] = ()
-) -> str | None:
-    """Why an unfinished ingest job cannot be resumed by a server (None when it can).
-
-    The one rule shared by the servers' recovery and every check that decides
-    a document is stuck, so they never disagree: a job resumes when its
-    uploaded bytes are still stored, its document exists, and it needs no
-    password (passwords are never stored; ``passwords`` holds the ids of jobs
-    whose password the calling process still has in memory).
-    """
-    if not job.upload_path or not uploads.exists(job.id):
-        return "ingestion was interrupted and the uploaded bytes are gone; upload it again"
-    if job.document_id is None or session.get(Document, job.document_id) is None:
-        return "ingestion was interrupted and its document was deleted; upload the file again"
-    if (job.options or {}).get("has_password") and job.id not in passwords:
-        return (
-            "ingestion was interrupted; passwords are not kept across restarts, so upload "
-            "the file again with its password"
-        )
-    return None
-
-
-def _resumable_documents(session: Session, uploads: BlobStore) -> set[str]:
-    """Ids of unfinished documents whose ingest job a server will resume."""
-    jobs = session.scalars(
-        select(IngestJob).where(IngestJob.status.in_(_LIVE_JOB), IngestJob.document_id.is_not(None))
-    ).all()
-    return {
-        job.document_id
-        for job in jobs
-        if job.document_id is not None and job_resume_blocker(session, job, uploads) is None
-    }
 
 
 def validate_collection_name(name: str) -> str:
@@ -201,6 +161,9 @@ class KnowledgeBase:
         self.store: SearchStore = make_search_store(
             self.engine, self.sessions, self.index_dir, self.index_settings, self.writer_lock
         )
+        self.checker = ConsistencyChecker(
+            self.sessions, self.store, self.uploads, self.ingest_lock, self.list_collections
+        )
         self.autoflush = autoflush
 
     @property
@@ -229,31 +192,16 @@ class KnowledgeBase:
         return self.fail_interrupted_documents()
 
     def fail_interrupted_documents(self, exclude: Iterable[str] = ()) -> list[str]:
-        """Mark documents stuck in processing/pending as failed; returns their ids.
+        """Mark documents stuck in processing/pending as failed (see :mod:`rag.consistency`)."""
+        return self.checker.fail_interrupted_documents(exclude)
 
-        A document whose ingest job the server will resume (see
-        :func:`job_resume_blocker`) is not stuck and stays as it is, so a
-        ``rag doctor`` or ``rag ingest`` between a crash and the server's
-        restart never fails what the restart would finish. Does nothing while
-        another process is ingesting (it holds ``ingest.lock``).
-        """
-        if not self.ingest_lock.try_exclusive():
-            log.info("another process is ingesting; not failing processing documents")
-            return []
-        try:
-            return self._fail_stuck(set(exclude))
-        finally:
-            self.ingest_lock.release()
+    def check(self) -> list[CollectionCheck]:
+        """Compare the chunk ids of SQL and the search store's two indexes per collection."""
+        return self.checker.check()
 
-    def _fail_stuck(self, skip: set[str]) -> list[str]:
-        with self.sessions.begin() as session:
-            rows = session.scalars(select(Document).where(Document.status.in_(_UNFINISHED))).all()
-            skip = skip | _resumable_documents(session, self.uploads) if rows else skip
-            stuck = [row for row in rows if row.id not in skip]
-            for row in stuck:
-                row.status = DocumentStatus.FAILED.value
-                row.error = "ingestion was interrupted (process stopped); upload the file again"
-            return [row.id for row in stuck]
+    def repair(self) -> list[CollectionCheck]:
+        """Bring the search indexes back to what SQL holds; fail stuck documents."""
+        return self.checker.repair()
 
     # ---------------------------------------------------------------- collections
     def create_collection(self, name: str, *, exist_ok: bool = False) -> CollectionInfo:
@@ -931,35 +879,6 @@ class KnowledgeBase:
         """Chunks indexed for keywords in the collection."""
         return self.store.size(collection_id)
 
-    # -------------------------------------------------------------- consistency
-    def check(self) -> list[CollectionCheck]:
-        """Compare the chunk ids of SQL and the search store's two indexes per collection."""
-        return [self._check_one(info) for info in self.list_collections()]
-
-    def repair(self) -> list[CollectionCheck]:
-        """Bring the search indexes back to what SQL holds; fail stuck documents.
-
-        Missing chunks are re-added from their stored text and vectors (no
-        re-embedding); extra ids are removed; indexes are saved. Returns the
-        checks after repair.
-        """
-        self.fail_interrupted_documents()
-        for info in self.list_collections():
-            with self.store.writing(info.id):
-                report = self._check_one(info)
-                if report.consistent:
-                    continue
-                missing = sorted(set(report.missing_in_faiss) | set(report.missing_in_bm25))
-                extra = sorted(set(report.extra_in_faiss) | set(report.extra_in_bm25))
-                self.store.restore(info.id, missing, extra)
-                log.warning(
-                    "repaired collection=%s added=%d removed=%d",
-                    info.name,
-                    len(missing),
-                    len(extra),
-                )
-        return self.check()
-
     def flush(self) -> None:
         """Save every unsaved index change (the file store; others have none)."""
         self.store.flush()
@@ -967,40 +886,6 @@ class KnowledgeBase:
     def checkpoint(self) -> int:
         """Save what is due (idle callers); returns how many collections were saved."""
         return self.store.checkpoint()
-
-    def _check_one(self, info: CollectionInfo) -> CollectionCheck:
-        with self.sessions() as session:
-            sql_ids = set(
-                session.scalars(
-                    select(ChunkRow.id)
-                    .join(Document)
-                    .where(
-                        ChunkRow.collection_id == info.id,
-                        Document.status == DocumentStatus.READY.value,
-                    )
-                ).all()
-            )
-            unfinished = session.scalars(
-                select(Document.id).where(
-                    Document.collection_id == info.id, Document.status.in_(_UNFINISHED)
-                )
-            ).all()
-            resumable = _resumable_documents(session, self.uploads) if unfinished else set()
-            stuck = tuple(d for d in unfinished if d not in resumable)
-            waiting = tuple(d for d in unfinished if d in resumable)
-        faiss_ids, bm25_ids = self.store.indexed_ids(info.id)
-        return CollectionCheck(
-            collection=info.name,
-            sql_chunks=len(sql_ids),
-            faiss_chunks=len(faiss_ids),
-            bm25_chunks=len(bm25_ids),
-            missing_in_faiss=tuple(sorted(sql_ids - faiss_ids)),
-            extra_in_faiss=tuple(sorted(faiss_ids - sql_ids)),
-            missing_in_bm25=tuple(sorted(sql_ids - bm25_ids)),
-            extra_in_bm25=tuple(sorted(bm25_ids - sql_ids)),
-            stuck_documents=stuck,
-            resumable_documents=waiting,
-        )
 
 
 def file_sha256(data: bytes) -> str:
