@@ -9,6 +9,11 @@ blocks made mostly of link text (menus, lists of related links). None of
 these rules removes the element holding the page's first ``<h1>`` or a large
 share of its text, so an oddly named wrapper cannot take the article with it.
 
+Data tables become Markdown tables, as Word and OpenDocument tables do (see
+``ingest.parsers.tables``), so the chunker keeps their rows whole and repeats
+the header; a spanned cell's text is in its first grid position only, as
+with merged cells in the office formats. Layout tables stay paragraphs.
+
 The charset is taken from the bytes before the page's declaration: bytes that
 are valid UTF-8 and not plain ASCII are UTF-8 whatever ``<meta charset>``
 says (pages re-saved by editors keep their old declaration), and a declared
@@ -21,6 +26,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from ingest.parsers.tables import markdown_table, trim_columns
 from ingest.parsers.text import decode_text
 from ingest.sniff import BOMS, HTML
 from rag.errors import EmptyDocument
@@ -100,6 +106,12 @@ _LINK_BLOCKS = frozenset({"ul", "ol", "div", "table", "section", "dl", "p", "spa
 _LINK_DENSITY = 0.6
 # An element with this share of the page's text is content, whatever its name.
 _KEEP_SHARE = 0.3
+# Pages lay themselves out with tables too (a whole article in one cell). A
+# table with a cell longer than this (a paragraph or more), with a single row
+# or column, or with a table inside is layout: its text stays paragraphs.
+_LAYOUT_CELL_CHARS = 400
+# A rowspan or colspan beyond this is a typo or an attack (the grid is sized by them).
+_MAX_SPAN = 100
 
 
 def decode_html(data: bytes) -> str:
@@ -166,6 +178,91 @@ def remove_boilerplate(body: Tag) -> None:
             tag.decompose()
 
 
+def _cell_spans(cell: Tag) -> tuple[int, int]:
+    """(rowspan, colspan) of a cell, each 1 to _MAX_SPAN (0 or junk counts as 1)."""
+
+    def span(name: str) -> int:
+        value = str(cell.get(name) or "1").strip()
+        return min(max(int(value), 1), _MAX_SPAN) if value.isdigit() else 1
+
+    return span("rowspan"), span("colspan")
+
+
+def _skip_covered(row: list[str], column: int, pending: dict[int, int]) -> int:
+    """Empty cells in ``row`` for the columns a rowspan from above covers; the next free column."""
+    while pending.get(column, 0) > 0:
+        row.append("")
+        pending[column] -= 1
+        column += 1
+    return column
+
+
+def table_grid(table: Tag) -> list[list[str]] | None:
+    """The table's cell texts on a grid, spanned positions empty; None for a layout table.
+
+    A cell spanning rows or columns keeps its text in its top-left grid
+    position only (repeating it would make one cell look like several).
+    Empty rows and columns are removed.
+    """
+    if (table.get("role") or "") == "presentation" or table.find("table") is not None:
+        return None
+    grid: list[list[str]] = []
+    pending: dict[int, int] = {}  # column -> rows still covered by a rowspan from above
+    for tr in table.find_all("tr"):
+        row: list[str] = []
+        column = 0
+        for cell in tr.find_all(("td", "th"), recursive=False):
+            column = _skip_covered(row, column, pending)
+            text = " ".join(cell.get_text(" ").split())
+            if len(text) > _LAYOUT_CELL_CHARS:
+                return None
+            rowspan, colspan = _cell_spans(cell)
+            for offset in range(colspan):
+                row.append(text if offset == 0 else "")
+                if rowspan > 1:
+                    pending[column + offset] = rowspan - 1
+            column += colspan
+        column = _skip_covered(row, column, pending)
+        # a rowspan reaching past this row's last cell still covers its column
+        for col in [c for c, left in pending.items() if c >= column and left > 0]:
+            row.extend([""] * (col + 1 - len(row)))
+            pending[col] -= 1
+        grid.append(row)
+    grid = trim_columns([row for row in grid if any(cell for cell in row)])
+    if len(grid) < 2 or max(len(row) for row in grid) < 2:
+        return None
+    return grid
+
+
+def table_markdown(table: Tag) -> str | None:
+    """A data table as Markdown (its caption a line above); None for a layout table.
+
+    The header is the first row, as for Word tables (``<thead>`` or ``<th>``
+    cells usually mark it, and a table without them still starts with its
+    column names far more often than not).
+    """
+    grid = table_grid(table)
+    if grid is None:
+        return None
+    caption = table.find("caption")
+    title = " ".join(caption.get_text(" ").split()) if caption is not None else ""
+    rendered = markdown_table(grid[0], grid[1:])
+    return f"{title}\n\n{rendered}" if title else rendered
+
+
+def _tables_to_markdown(soup: Tag) -> None:
+    """Replace each data table by its Markdown, innermost first, in place."""
+    from bs4 import NavigableString
+
+    # find_all lists a table before the tables inside it: reversed, inner ones go first.
+    for table in reversed(soup.find_all("table")):
+        if table.decomposed or table.parent is None:
+            continue
+        rendered = table_markdown(table)
+        if rendered is not None:
+            table.replace_with(NavigableString(f"{_BLOCK_MARK}{rendered}{_BLOCK_MARK}"))
+
+
 def html_to_text(markup: str, *, main_content: bool = False, title: bool = True) -> str:
     """Visible text of an HTML page: title first, then one paragraph per block.
 
@@ -198,6 +295,7 @@ def html_to_text(markup: str, *, main_content: bool = False, title: bool = True)
             collapsed = _WHITESPACE.sub(" ", string)
             if collapsed != string:
                 string.replace_with(collapsed)
+    _tables_to_markdown(soup)
     for tag in soup.find_all(True):
         if tag.name == "br":
             tag.replace_with("\n")

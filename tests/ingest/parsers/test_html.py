@@ -36,8 +36,7 @@ def test_visible_text_keeps_block_structure() -> None:
         "The new release adds hybrid search.\nIt also fixes bugs.\n\n"
         "Faster ingest\n\n"
         "Better citations\n\n"
-        "Name Value\n\n"
-        "k 60"
+        "| Name | Value |\n| --- | --- |\n| k | 60 |"
     )
 
 
