@@ -130,7 +130,7 @@ def build_eval_services(
     services, ingest_seconds = cached_knowledge_base(
         corpus_key(dataset, settings), ids, files, settings, cache_dir, progress, embedder
     )
-    chunk_to_doc = _chunk_to_corpus_ids(services.kb)
+    chunk_to_doc = chunk_corpus_ids(services.kb)
     return services, chunk_to_doc, ingest_seconds
 
 
@@ -198,7 +198,8 @@ def cached_knowledge_base(
     return services, ingest_seconds
 
 
-def _chunk_to_corpus_ids(kb: Any) -> dict[int, str]:
+def chunk_corpus_ids(kb: Any) -> dict[int, str]:
+    """Chunk id -> the corpus document id it came from (the file name without ``.txt``)."""
     from sqlalchemy import select
 
     from rag.db.models import ChunkRow, Document

@@ -195,7 +195,7 @@ def scifact_quality(
     """nDCG@10 per mode on both backends; also leaves the Postgres URL for the replicas."""
     from eval.beir import load_beir
     from eval.metrics import evaluate_run
-    from eval.runner import _chunk_to_corpus_ids, build_eval_services, run_modes
+    from eval.runner import build_eval_services, chunk_corpus_ids, run_modes
     from rag.services import build_services
 
     full = load_beir(args.scifact)
@@ -232,7 +232,7 @@ def scifact_quality(
         settings.model_copy(update={"data_dir": target_dir, "database_url": url}), embedder=embedder
     )
     try:
-        pg_chunk_to_doc = _chunk_to_corpus_ids(pg_services.kb)
+        pg_chunk_to_doc = chunk_corpus_ids(pg_services.kb)
         note(f"postgres: {len(dataset.queries)} queries x {len(modes)} modes")
         runs_pg, _ = run_modes(pg_services, pg_chunk_to_doc, dataset.queries, modes)
     finally:
