@@ -32,6 +32,7 @@ from rag.db.models import (
     Document,
     DocumentStatus,
 )
+from rag.db.queries import ready_chunks
 from rag.errors import (
     BlobNotFound,
     CollectionNotFound,
@@ -752,15 +753,7 @@ class KnowledgeBase:
 
     def _ready_chunk_texts(self, collection_id: int) -> list[tuple[int, str]]:
         with self.sessions() as session:
-            rows = session.execute(
-                select(ChunkRow.id, ChunkRow.text)
-                .join(Document)
-                .where(
-                    ChunkRow.collection_id == collection_id,
-                    Document.status == DocumentStatus.READY.value,
-                )
-                .order_by(ChunkRow.id)
-            ).all()
+            rows = session.execute(ready_chunks(collection_id, ChunkRow.id, ChunkRow.text)).all()
         return [(int(i), t) for i, t in rows]
 
     def _commit_reembed(

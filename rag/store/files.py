@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rag.db.models import ChunkRow, Document, DocumentStatus, IndexJournal
+from rag.db.queries import ready_chunks
 from rag.errors import EmbeddingMismatch
 from rag.faults import kill_point
 from rag.index.bm25 import BM25Index
@@ -303,13 +304,7 @@ class FileSearchStore:
         """The vector index rebuilt from every ready chunk's stored vector (None: no chunks)."""
         with self.sessions() as session:
             rows = session.execute(
-                select(ChunkRow.id, ChunkRow.embedding)
-                .join(Document)
-                .where(
-                    ChunkRow.collection_id == collection_id,
-                    Document.status == DocumentStatus.READY.value,
-                )
-                .order_by(ChunkRow.id)
+                ready_chunks(collection_id, ChunkRow.id, ChunkRow.embedding)
             ).all()
         if not rows:
             return None

@@ -233,6 +233,7 @@ def test_database_from_before_the_dimension_column_is_upgraded(tmp_path: Path) -
     services.close()
     db = sqlite3.connect(settings.data_dir / "rag.db")
     db.execute("ALTER TABLE collections DROP COLUMN embedding_dim")
+    db.execute("DROP TABLE alembic_version")  # a database from before migrations existed
     db.execute("UPDATE collections SET embedding_model = ''")  # recorded nothing back then
     db.commit()
     db.close()
