@@ -8,6 +8,15 @@ them in documents addressed to "the AI". This module reveals such text and
 matches the planted-note phrasing; the screen runs its patterns over what is
 revealed through :func:`screen_revealed`.
 
+Phrase lists fit the attacks they were written from, so :func:`intent_signals`
+adds patterns built from the structure of an injection (an order to drop the
+reader's instructions, a request for what only the prompt holds, a role switch,
+a claim of authority, a fake conversation turn, an order to carry out a
+translated text) over a normalised reading (NFKC, no invisible characters,
+traditional Chinese as simplified, lower case). A strong signal flags on its
+own; weak ones, and phrase patterns that only name a thing ("system prompt",
+"开发者模式"), flag in pairs.
+
 :func:`canary_leaked` tells whether an answer gives away a canary string
 planted in the system prompt, however it was spaced, cased or encoded.
 """
@@ -20,6 +29,7 @@ import codecs
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from urllib.parse import unquote
 
 _ASCII_WORD = re.compile(r"[a-z]+")
@@ -190,6 +200,10 @@ def revealed_variants(text: str) -> list[tuple[str, str]]:
         found.append(("spaced", _SPACED_LETTERS.sub(_unspaced, visible)))
     if _SPACED_CJK.search(visible):
         found.append(("spaced", _SPACED_CJK.sub(_unspaced_cjk, visible)))
+    if _TRADITIONAL_CUE.search(visible):
+        simplified = _to_simplified()(visible)
+        if simplified != visible:
+            found.append(("traditional", simplified))
     found.extend(_encoded_payloads(visible))
     if "%" in visible and _URL_ESCAPES.search(visible):
         found.append(("url_escapes", unquote(visible)))
@@ -355,6 +369,398 @@ def screen_planted(text: str) -> list[str]:
     return [name for name, pattern in PLANTED_PATTERNS if anchored(name) and pattern.search(text)]
 
 
+# --- intent: what the text asks the reader to do ----------------------------------------
+# A phrase list fits the attacks it was written from. The signals below are built from
+# the structure of an injection instead: an order to drop the reader's instructions
+# (verb + object), a request for what only the prompt holds (verb + secret object), a
+# switch of role, a claim of authority, a fake turn of the conversation, an order to
+# carry out a translated or decoded text. Each is weak or strong: a strong one flags on
+# its own, weak ones only in pairs of different kinds, because a policy page may well
+# say "new rules override older ones" or "SYSTEM: maintenance on Sunday" once.
+_EN_END = r"[^.!?;\n。！？；]"  # a character of the same clause
+_EN_DROP = (
+    r"\b(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|bypass|skip|drop|"
+    r"discard|abandon|ditch|set\s+aside|put\s+aside|throw\s+out|stop\s+(?:following|obeying|"
+    r"applying|using)|no\s+longer\s+(?:follow|obey|apply)|not\s+(?:follow|obey))\b"
+)
+_EN_ORDERS = (
+    r"(?:instructions?|rules?|rulebook|guidelines?|guidance|directions?|directives?|prompts?|"
+    r"system\s+messages?|configuration|setup|constraints?|restrictions?|programming|"
+    r"safety\s+(?:polic(?:y|ies)|rules|guidelines|filters?|settings))\b"
+)
+# Words that say the orders are the reader's own or came first.
+_EN_THEIRS = (
+    r"\b(?:your|yours|previous|prior|earlier|original|initial|above|preceding|foregoing|"
+    r"system|operator'?s?|developer'?s?|hidden|safety)\b"
+)
+_EN_REVEAL = (
+    r"\b(?:reveal|print|output|show|display|tell\s+(?:me|us|the\s+(?:user|reader)s?)|give\s+me|"
+    r"share|paste|list|quote|repeat|write\s+(?:out|down)|disclose|leak|dump|spell\s+out|"
+    r"read\s+out|recite|send\s+(?:me|us)|type\s+out|copy|include|append|add|summari[sz]e|"
+    r"(?:respond|reply|answer)\s+(?:only\s+)?with|say)\b"
+)
+# What only the prompt holds: the reader's own instructions or a planted secret.
+_EN_SECRET = (
+    r"(?:\byour\s+(?:\w+\s+){0,2}?(?:system\s+)?(?:prompt|instructions|rules|guidelines|guidance|"
+    r"directions|directives|setup|configuration|config|system\s+message|programming|"
+    r"restrictions|secrets?)\b"
+    r"|\b(?:hidden|secret|confidential|internal|initial|original|operator|developer)\s+"
+    r"(?:\w+\s+)?(?:prompt|instructions|rules|guidelines|guidance|directions|directives|setup|"
+    r"configuration|config|marker|token|string|phrase|canary)s?\b"
+    r"|\bcanary\s+(?:string|token|marker|word|code)\b)"
+)
+# "system prompt" alone names a topic ("how do I write a good system prompt?"); asked
+# for, it is a secret. The same goes for orders asked for in full ("print its instructions").
+_EN_SYSTEM_TEXT = r"\b(?:the\s+)?system\s+(?:prompt|message|instructions)\b"
+_EN_FULL_ORDERS = (
+    r"\b(?:its|the|all|full|complete|entire)\s+(?:\w+\s+){0,2}?(?:instructions|prompt|"
+    r"configuration|rules)\b"
+)
+# The text that came before the user's first message.
+_EN_PRIOR = (
+    r"\b(?:at|from)\s+the\s+(?:very\s+)?(?:top|start|beginning)\s+of\s+(?:this|the|our)\s+"
+    r"(?:conversation|chat|session|thread|context)\b"
+    r"|\bbefore\s+(?:my|the\s+user'?s?|this|our)\s+first\s+message\b"
+    r"|\b(?:who|that)\s+(?:configured|programmed|set\s+up|instructed)\s+you\b"
+    r"|\byou\s+(?:were|have\s+been|had\s+been)\s+(?:initiali[sz]ed|configured|programmed|"
+    r"instructed|told|given|handed|sent)\b"
+    r"|\b(?:instructions?|directions|guidance|text|everything)\s+(?:that\s+)?you\s+"
+    r"(?:got|received|were\s+given)\b"
+)
+_EN_ROLE = (
+    r"\byou(?:'re|\s+are)\s+(?:now\s+)?\w+,\s+an?\s+(?:\w+\s+)?(?:assistant|ai|bot|model)\b"
+    r"|\b(?:let'?s|we\s+will)\s+play\s+a\s+game\b|\bimagine\s+(?:that\s+)?you\s+(?:are|were)\b"
+    r"|\bas\s+that\s+version\s+of\s+yourself\b|\bfrom\s+(?:this|that)\s+point\s+on\b"
+    r"|\b(?:behave|act|respond)\s+(?:like|as)\s+(?:an?\s+)?(?:\w+\s+)?(?:ai|model|assistant|bot)\b"
+    r"|\bif\s+you\s+had\s+no\s+(?:rules|restrictions|limits|guidelines)\b"
+)
+_EN_UNBOUND = (
+    r"\b(?:no|without\s+(?:any\s+)?)\s*(?:restrictions|rules|rulebook|limits|filters|guidelines)\b"
+    r"|\b(?:unrestricted|unfiltered|uncensored)\b"
+)
+_EN_AUTHORITY = (
+    r"\b(?:the\s+)?(?:admin|administrator|developer|operator|owner|it\s+department)s?\s+"
+    r"(?:says|said|has\s+(?:authori[sz]ed|allowed|approved)|authori[sz]es|allows|permits|wants)"
+    r"\b|\bi(?:'m|\s+am)\s+(?:authori[sz]ing|allowing|permitting)\s+you\b"
+    r"|\bas\s+your\s+(?:developer|operator|creator|admin|administrator|owner)\b"
+    r"|\b(?:has|have)\s+authori[sz]ed\s+you\b"
+)
+_EN_ADDRESSEE = (
+    r"\b(?:dear|attention|hey|note\s+for|message\s+for|to)\s+(?:the\s+)?(?:assistant|ai|"
+    r"language\s+model|model|chatbot|llm|automated\s+readers?|system\s+reading)\b"
+    r"|\bapplies\s+to\s+you\b|\byou,\s+the\s+(?:assistant|ai|model|reader)\b"
+    r"|\b(?:assistant|language\s+model|llm|chatbot)\s*[:,：，]"
+)
+_EN_HIJACK = (
+    r"\binstead\s+of\s+answering\b|\b(?:reply|respond|answer)\s+only\b|\bin\s+(?:every|each|your)\s+"
+    r"(?:answer|reply|response)\b|\bbefore\s+(?:answering|you\s+answer|replying)\b"
+    r"|\bto\s+(?:the|your)\s+(?:answer|reply)\b|\bno\s+longer\s+apply\b"
+    r"|\b(?:is|are|have\s+been|has\s+been)\s+(?:now\s+)?(?:revoked|cancell?ed|void|suspended|"
+    r"superseded|lifted)\b|\bsupersedes?\b|\btakes?\s+precedence\s+over\b"
+)
+_EN_EXECUTE = (
+    r"\b(?:translate|decode|decipher|convert)\b[^\n]{0,120}?\b(?:then|and)\s+(?:carry\s+(?:it\s+)?"
+    r"out|obey|follow|execute|act\s+on|do\s+(?:what|as)\s+it\s+says|do\s+it|comply)"
+)
+# Chinese: after NFKC and traditional-to-simplified conversion.
+_ZH_END = r"[^。.!?;\n！？；]"
+_ZH_DROP = (
+    r"(?:忽略|忽视|无视|不要理会|不用理会|别理会|不必理会|不理会|别管|不用再?管|不要管|跳过|忘记|"
+    r"忘掉|抛开|放下|放一放|丢掉|抛弃|绕过|不再(?:遵循|遵守|按照?|听从|服从)|停止(?:遵守|遵循|"
+    r"服从)|不要再?(?:遵守|遵循|服从|听从))"
+)
+_ZH_ORDERS = (
+    r"(?:指令|指示|提示词|规则|规矩|设定|准则|指引|限制|约束|条条框框|系统消息|系统提示|配置|"
+    r"要求|安全政策|政策)"
+)
+_ZH_REVEAL = (
+    r"(?:输出|打印|显示|展示|公开|告诉(?:我|用户|读者)|发给我|贴出|列出|写出|念给|复述|重复|"
+    r"泄露|透露|附上|说出|引用|给我看|回复|作答|加在|附在)"
+)
+_ZH_SYSTEM_TEXT = r"系统(?:提示词|提示语|消息|讯息|指令|设定|规则)|系统提示(?![我你音])"
+_ZH_FULL_ORDERS = r"(?:全部|所有|完整的?|整个|全套)的?(?:指令|设定|配置|提示词|规则|指示)"
+_ZH_SECRET = (
+    r"(?:你的(?:\w{0,4})?(?:提示词?|指令|指示|规则|规矩|设定|配置|说明|限制|准则)"
+    r"|你的\s*(?:system\s*)?(?:prompt|instructions?|rules|configuration|config|setup|guidelines)"
+    r"|(?:隐藏|秘密|机密|保密|内部|初始|原始)的?"
+    r"(?:\w{0,2})?(?:提示词?|指令|指示|规则|设定|配置|说明|内容|密钥|字符|标记|部分|暗码)"
+    r"|暗码|暗号|金丝雀|令牌|(?:配置|设定|系统消息)原文|那段(?:设定|说明|提示))"
+)
+_ZH_PRIOR = (
+    r"(?:开头|一开始|最开始|最初|对话开始时|本文件之前|我发第一条消息之前)"
+    r"|(?:你|之前|先前)收到的|给你的(?:指示|说明|设定|那些)|配置你的人"
+)
+_ZH_ROLE = (
+    r"(?:我们)?来玩个游戏|(?:现在起|从现在起|从这里开始|从现在开始)[,，]?\s*你"
+    r"|表现得像|以那个版本的你|假如你(?:完全)?没有|你是一个没有|(?:请|现在)\s*你(?:来|要|将|必须)?扮演|假装你是"
+)
+_ZH_UNBOUND = r"没有(?:任何)?(?:规矩|限制|约束|规则)|不受(?:任何)?(?:规则|限制|约束)|无限制"
+_ZH_AUTHORITY = r"管理员(?:说|已?授权|允许|通知)|作为你的(?:开发|管理|创建)|我授权你|已?授权你"
+_ZH_ADDRESSEE = (
+    r"(?:亲爱的|致|写给|给)[^。\n]{0,10}?(?:助手|系统|模型|程序|机器人)[^。\n]{0,8}?[:,：，]|对你说的"
+    r"|助手请注意|(?:读者)?助手[:,：，]|语言模型"
+)
+_ZH_HIJACK = (
+    r"不要回答问题|改为输出|只回复|在(?:回复|回答|答案)(?:中|里|末尾)|附在回答|(?:已|已经)?(?:作废|"
+    r"被取消|不再适用)|优先级最高|优先于|取代之前"
+)
+_ZH_EXECUTE = r"(?:翻译|解码|转换)[^\n]{0,60}?(?:照做|照着做|执行|照办|按.{0,6}做|and\s+obey|obey)"
+_FAKE_TURN = (
+    r"(?:^|\n)\s*(?:system|assistant|developer|tool|系统|助手)\s*[:：]"
+    r"|\[/?(?:tool_output|tool|system|assistant_instructions|assistant)\]"
+    r"|</?(?:system|instructions?|document)>|\{\s*\"role\"\s*:\s*\"(?:system|developer|tool)\""
+    r"|【(?:系统|工具)\w{0,4}】|#{2,}\s*(?:instruction|response|system)s?\b|<!--"
+)
+
+_STRONG = 2
+_WEAK = 1
+INTENT_SIGNALS: tuple[tuple[str, int, re.Pattern[str]], ...] = tuple(
+    (name, weight, re.compile(pattern))
+    for name, weight, pattern in (
+        ("intent_drop_orders", _STRONG,
+         rf"{_EN_DROP}{_EN_END}{{0,40}}?{_EN_THEIRS}{_EN_END}{{0,25}}?{_EN_ORDERS}"
+         rf"|{_EN_DROP}{_EN_END}{{0,30}}?{_EN_ORDERS}{_EN_END}{{0,20}}?\byou\s+(?:were|got|have)"),
+        ("intent_drop_orders_weak", _WEAK,
+         rf"{_EN_DROP}\s+(?:(?:the|all|any|these|those|every)\s+)?(?:\w+\s+){{0,2}}?{_EN_ORDERS}"),
+        ("intent_reveal_secret", _STRONG,
+         rf"{_EN_REVEAL}{_EN_END}{{0,50}}?(?:{_EN_SECRET}|{_EN_SYSTEM_TEXT})"),
+        ("intent_reveal_orders", _WEAK, rf"{_EN_REVEAL}{_EN_END}{{0,30}}?{_EN_FULL_ORDERS}"),
+        ("intent_reveal_prior", _STRONG,
+         rf"{_EN_REVEAL}{_EN_END}{{0,60}}?(?:{_EN_PRIOR})|(?:{_EN_PRIOR}){_EN_END}{{0,60}}?[.?]"
+         rf"\s*(?:quote|repeat|print|write|copy|recite)\b"),
+        ("intent_secret", _WEAK, _EN_SECRET),
+        ("intent_prior", _WEAK, _EN_PRIOR),
+        ("intent_role", _WEAK, _EN_ROLE),
+        ("intent_unbound", _WEAK, _EN_UNBOUND),
+        ("intent_authority", _WEAK, _EN_AUTHORITY),
+        ("intent_addressee", _WEAK, _EN_ADDRESSEE),
+        ("intent_hijack", _WEAK, _EN_HIJACK),
+        ("intent_execute", _STRONG, _EN_EXECUTE),
+        ("intent_fake_turn", _WEAK, _FAKE_TURN),
+        ("zh_intent_drop_orders", _STRONG,
+         rf"{_ZH_DROP}{_ZH_END}{{0,12}}?{_ZH_ORDERS}|{_ZH_DROP}{_ZH_END}{{0,6}}?(?:一切|所有|全部)"),
+        ("zh_intent_reveal_secret", _STRONG,
+         rf"(?:{_ZH_REVEAL}|{_EN_REVEAL}){_ZH_END}{{0,20}}?(?:{_ZH_SECRET}|{_ZH_SYSTEM_TEXT})"
+         rf"|(?:{_ZH_SECRET}|{_ZH_SYSTEM_TEXT}){_ZH_END}{{0,20}}?(?:发给我|告诉我|告诉用户|告诉读者|"
+         rf"贴出来|列出来|写出来|展示|公开|给我看|{_EN_REVEAL})"),
+        ("zh_intent_reveal_orders", _WEAK, rf"{_ZH_REVEAL}{_ZH_END}{{0,8}}?{_ZH_FULL_ORDERS}"),
+        ("zh_intent_reveal_prior", _STRONG,
+         rf"(?:{_ZH_PRIOR}){_ZH_END}{{0,30}}?(?:原封不动|一字不漏|一字不差|逐字|完整|全部|原样)"
+         rf"|(?:{_ZH_PRIOR}){_ZH_END}{{0,20}}?(?:写出|发给我|告诉我|引用|列出|输出)"
+         rf"|(?:写出|发给我|输出|列出){_ZH_END}{{0,12}}?(?:{_ZH_PRIOR})"
+         rf"|(?:{_ZH_PRIOR})[^\n]{{0,40}}?(?:逐字|原封不动|一字不漏|一字不差|原样)"),
+        ("zh_intent_secret", _WEAK, _ZH_SECRET),
+        ("zh_intent_prior", _WEAK, _ZH_PRIOR),
+        ("zh_intent_role", _WEAK, _ZH_ROLE),
+        ("zh_intent_unbound", _WEAK, _ZH_UNBOUND),
+        ("zh_intent_authority", _WEAK, _ZH_AUTHORITY),
+        ("zh_intent_addressee", _WEAK, _ZH_ADDRESSEE),
+        ("zh_intent_hijack", _WEAK, _ZH_HIJACK),
+        ("zh_intent_execute", _STRONG, _ZH_EXECUTE),
+        ("zh_intent_jailbreak", _STRONG, r"越狱"),
+    )
+)  # fmt: skip
+
+# Before a signal's pattern runs, the text must hold a word of every group of its
+# anchors (ASCII words matched whole, anything else as a substring): set lookups
+# and substring tests rule out almost every signal for almost every chunk.
+_DROP_WORDS = tuple(
+    "ignore ignoring disregard disregarding forget forgetting override bypass skip drop "
+    "discard abandon ditch aside throw stop longer not".split()
+)
+_ORDER_WORDS = tuple(
+    "instruction instructions rule rules rulebook guideline guidelines guidance direction "
+    "directions directive directives prompt prompts message messages configuration setup "
+    "constraint constraints restriction restrictions programming policy policies filter "
+    "filters settings".split()
+)
+_REVEAL_WORDS = tuple(
+    "reveal print output show display tell give share paste list quote repeat write disclose "
+    "leak dump spell read recite send type copy include append add summarise summarize "
+    "respond reply answer say".split()
+)
+_SECRET_WORDS = tuple(
+    "your hidden secret confidential internal initial original operator developer canary "
+    "system".split()
+)
+_SECRET_NOUNS = _ORDER_WORDS + tuple(
+    "config secrets marker markers token tokens string phrase canary".split()
+)
+_PRIOR_WORDS = tuple(
+    "top start beginning first configured programmed set instructed initialized initialised "
+    "told given handed sent got received".split()
+)
+_ZH_DROP_CUES = tuple(
+    "忽略 忽视 无视 理会 别管 再管 用管 要管 跳过 忘记 忘掉 抛开 放下 放一放 "
+    "丢掉 抛弃 绕过 不再 停止 不要".split()
+)
+_ZH_ORDER_CUES = tuple(
+    "指令 指示 提示 规则 规矩 设定 准则 指引 限制 约束 条条框框 配置 要求 政策 "
+    "一切 所有 全部".split()
+)
+_ZH_REVEAL_CUES = tuple(
+    "输出 打印 显示 展示 公开 告诉 发给我 贴出 列出 写出 念给 复述 重复 泄露 "
+    "透露 附上 说出 引用 给我看 回复 作答 加在 附在".split()
+)
+_ZH_SECRET_CUES = tuple(
+    "你的 系统 隐藏 秘密 机密 保密 内部 初始 原始 暗码 暗号 金丝雀 令牌 原文 那段".split()
+)
+_ZH_SECRET_NOUN_CUES = tuple(
+    "提示 指令 指示 规则 规矩 设定 配置 说明 限制 准则 消息 讯息 内容 密钥 字符 "
+    "标记 部分 暗码 暗号 金丝雀 令牌 原文".split()
+)
+_ZH_PRIOR_CUES = tuple(
+    "开头 一开始 最开始 最初 对话开始时 本文件之前 第一条消息之前 收到的 给你的 配置你的人".split()
+)
+_INTENT_ANCHORS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "intent_drop_orders": (_DROP_WORDS, _ORDER_WORDS),
+    "intent_drop_orders_weak": (_DROP_WORDS, _ORDER_WORDS),
+    "intent_reveal_secret": (_REVEAL_WORDS, _SECRET_WORDS, _SECRET_NOUNS),
+    "intent_reveal_prior": (("you",), _PRIOR_WORDS),
+    "intent_reveal_orders": (_REVEAL_WORDS, _SECRET_NOUNS),
+    "intent_secret": (_SECRET_WORDS, _SECRET_NOUNS),
+    "intent_prior": (("you",), _PRIOR_WORDS),
+    "intent_role": (("you", "yourself", "game", "point", "behave", "act", "respond"),),
+    "intent_unbound": (
+        ("restrictions", "rules", "rulebook", "limits", "filters", "guidelines", "unrestricted")
+        + ("unfiltered", "uncensored"),
+    ),
+    "intent_authority": (
+        ("admin", "administrator", "administrators", "developer", "operator", "owner", "department")
+        + ("authorising", "authorizing", "authorised", "authorized", "allowing", "permitting"),
+    ),
+    "intent_addressee": (
+        ("assistant", "ai", "model", "chatbot", "llm", "readers", "reader", "reading", "you"),
+    ),
+    "intent_hijack": (
+        ("instead", "only", "every", "each", "your", "before", "longer", "revoked", "cancelled")
+        + ("canceled", "void", "suspended", "superseded", "supersede", "supersedes", "lifted")
+        + ("precedence",),
+    ),
+    "intent_execute": (
+        ("translate", "decode", "decipher", "convert"),
+        ("obey", "follow", "execute", "act", "do", "comply", "carry"),
+    ),
+    "intent_fake_turn": (
+        ("system:", "system :", "assistant:", "developer:", "tool:", "系统:", "系统：", "助手:")
+        + ("助手：", "【系统", "【工具", "<!--", "##", "[tool", "[system", "[assistant", "[/")
+        + ("<system", "</system", "<instruction", "</instruction", "<document", "</document")
+        + ('"role"',),
+    ),
+    "zh_intent_drop_orders": (_ZH_DROP_CUES, _ZH_ORDER_CUES),
+    "zh_intent_reveal_secret": (
+        _ZH_REVEAL_CUES + _REVEAL_WORDS,
+        _ZH_SECRET_CUES,
+        _ZH_SECRET_NOUN_CUES + _SECRET_NOUNS,
+    ),
+    "zh_intent_reveal_orders": (_ZH_REVEAL_CUES, ("全部", "所有", "完整", "整个", "全套")),
+    "zh_intent_reveal_prior": (_ZH_PRIOR_CUES,),
+    "zh_intent_secret": (_ZH_SECRET_CUES, _ZH_SECRET_NOUN_CUES),
+    "zh_intent_prior": (_ZH_PRIOR_CUES,),
+    "zh_intent_role": (
+        ("游戏", "现在起", "这里开始", "现在开始", "表现得像", "版本的你", "假如你", "你是一个没有")
+        + ("扮演", "假装你是"),
+    ),
+    "zh_intent_unbound": (("没有", "不受", "无限制"),),
+    "zh_intent_authority": (("管理员", "作为你的", "授权"),),
+    "zh_intent_addressee": (
+        ("亲爱的", "致", "给", "对你说的", "助手请注意", "助手:", "助手：", "助手,", "助手，")
+        + ("语言模型",),
+        ("助手", "系统", "模型", "程序", "机器人", "对你说的", "语言模型"),
+    ),
+    "zh_intent_hijack": (
+        ("不要回答问题", "改为输出", "只回复", "在回复", "在回答", "在答案", "附在回答", "作废")
+        + ("被取消", "不再适用", "优先级最高", "优先于", "取代之前"),
+    ),
+    "zh_intent_execute": (("翻译", "解码", "转换"),),
+    "zh_intent_jailbreak": (("越狱",),),
+}
+
+_CJK = re.compile("[\u3400-\u9fff]")
+# Frequent characters written only in traditional script: one of them in a text is
+# the cue to convert it to simplified before matching (the conversion costs about
+# 0.1 µs a character, the cue a single scan).
+_TRADITIONAL_CUE = re.compile(
+    "[們這個說對時會來過還從現與為應開關體點係問題設統訊號無視請經長門東車書話語認識讓議論區醫學習實寫見親"
+    "覺觀發國際間處將總後麼產義務屬於遠辦週兩權並隱給讀員內僅顯輸絕機碼誰當頭樣裡沒聽錄範規則導嗎準變歡據適]"
+)
+
+
+@lru_cache(maxsize=1)
+def _to_simplified() -> Callable[[str], str]:
+    import opencc  # a core dependency; imported here so that importing the screen stays cheap
+
+    convert: Callable[[str], str] = opencc.OpenCC("t2s").convert
+    return convert
+
+
+def normalized_for_screen(text: str) -> str:
+    """``text`` as the intent patterns read it.
+
+    With a rare character present (fullwidth, circled or mathematical letters,
+    invisible characters, look-alikes), NFKC and invisible characters removed;
+    traditional Chinese converted to simplified; lower case. Plain Chinese is
+    not NFKC-normalised: its fullwidth punctuation alone would make that the
+    costliest step of the screen, and the patterns accept both forms.
+    """
+    if _RARE_CHARACTER.search(text):
+        text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    if _TRADITIONAL_CUE.search(text):
+        text = _to_simplified()(text)
+    return text.lower()
+
+
+def intent_signals(text: str) -> dict[str, int]:
+    """The intent signals ``text`` holds, by name, with their weights (1 weak, 2 strong)."""
+    normalized = normalized_for_screen(text)
+    words = set(_INTENT_WORD.findall(normalized))
+    chinese = _CJK.search(normalized) is not None
+    found: dict[str, int] = {}
+    for name, weight, pattern in INTENT_SIGNALS:
+        if name.startswith("zh_") and not chinese:
+            continue
+        if all(
+            not words.isdisjoint(whole) or (others is not None and others.search(normalized))
+            for whole, others in _COMPILED_ANCHORS[name]
+        ) and pattern.search(normalized):
+            found[name] = weight
+    return found
+
+
+def _compiled_group(group: tuple[str, ...]) -> tuple[frozenset[str], re.Pattern[str] | None]:
+    """An anchor group as (ASCII words, one pattern for the other anchors)."""
+    whole = frozenset(a for a in group if a.isascii() and a.isalpha())
+    others = [re.escape(a) for a in group if a not in whole]
+    return whole, (re.compile("|".join(others)) if others else None)
+
+
+_COMPILED_ANCHORS = {
+    name: tuple(_compiled_group(group) for group in groups)
+    for name, groups in _INTENT_ANCHORS.items()
+}
+
+
+_INTENT_WORD = re.compile(r"[a-z]+")
+
+
+# Phrase-pattern names that name a thing rather than order anything ("系统提示我输入密码",
+# "开发者模式", "角色扮演培训", "切勿泄露密钥"): each counts as one weak signal.
+WEAK_PHRASE_PATTERNS = frozenset(
+    {"system_prompt", "zh_system_prompt", "zh_role_play", "zh_jailbreak", "zh_secret_request",
+     "zh_maintenance_mode", "zh_print_config", "zh_disobey"}
+)  # fmt: skip
+
+
+def _assessed(text: str, screen_plain: Callable[[str], list[str]]) -> list[str]:
+    """Pattern names for ``text`` when its signals add up to a flag, else nothing."""
+    phrases = [*screen_plain(text), *screen_planted(text)]
+    if any(name not in WEAK_PHRASE_PATTERNS for name in phrases):
+        return phrases
+    signals = intent_signals(text)
+    score = len(phrases) + sum(signals.values())
+    return [*phrases, *signals] if score >= _STRONG else []
+
+
 def screen_revealed(text: str, screen_plain: Callable[[str], list[str]]) -> list[str]:
     """Pattern names for ``text``: the plain screen, planted notes, and both over disguises.
 
@@ -367,9 +773,9 @@ def screen_revealed(text: str, screen_plain: Callable[[str], list[str]]) -> list
         Pattern names in order, without duplicates; a match found only in a
         revealed reading is followed by ``"disguised_<kind>"``.
     """
-    names = [*screen_plain(text), *screen_planted(text)]
+    names = _assessed(text, screen_plain)
     for kind, revealed in revealed_variants(text):
-        hidden = [*screen_plain(revealed), *screen_planted(revealed)]
+        hidden = _assessed(revealed, screen_plain)
         if any(name not in names for name in hidden):
             names.extend([*hidden, f"disguised_{kind}"])
     return list(dict.fromkeys(names))
