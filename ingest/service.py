@@ -569,7 +569,7 @@ class IngestService:
             self.kb.update_document(document_id, status="processing")
         media_type = sniff_media_type(data, filename, password)
         report(IngestProgress("parsing"))
-        parser = get_parser(media_type)
+        parser = get_parser(media_type, ocr=self.ocr)  # pictures in DOCX/PPTX are OCR'd
         if isinstance(parser, PdfParser):  # the one format read page by page (OCR included)
             parser = PdfParser(ocr=self.ocr, tables=self.settings.pdf_tables)
 

@@ -7,6 +7,7 @@ parser choice and parsing, each failing with an error that says what to do.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ingest.parsers.csv import CsvParser
 from ingest.parsers.docx import DocxParser
@@ -34,6 +35,9 @@ from ingest.sniff import (
 from rag.errors import FileTooLarge, InvalidInput
 from rag.protocols import Parser
 from rag.types import ParsedDocument
+
+if TYPE_CHECKING:
+    from ingest.ocr import OcrEngine
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +69,17 @@ _PARSERS: dict[str, type[Parser]] = {
     ODT: OdtParser,
     EPUB: EpubParser,
 }
+# Formats whose parser reads images by OCR when given an engine.
+_OCR_PARSERS = frozenset({PDF, DOCX, PPTX})
 
 
-def get_parser(media_type: str) -> Parser:
+def get_parser(media_type: str, *, ocr: OcrEngine | None = None) -> Parser:
     """A parser for ``media_type`` (as returned by ``sniff_media_type``).
+
+    Args:
+        media_type: The sniffed media type.
+        ocr: The OCR engine for the formats that read images (PDF scans,
+            pictures in Word and PowerPoint files); None turns that off.
 
     Raises:
         UnsupportedFileType: no parser handles that media type.
@@ -77,6 +88,8 @@ def get_parser(media_type: str) -> Parser:
         parser_class = _PARSERS[media_type]
     except KeyError:
         raise unsupported(media_type, None) from None
+    if media_type in _OCR_PARSERS:
+        return parser_class(ocr=ocr)  # type: ignore[call-arg]
     return parser_class()
 
 

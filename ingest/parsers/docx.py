@@ -2,7 +2,9 @@
 
 The body is read in order: headings become Markdown headings by outline
 level, list items bullets indented by list level, tables Markdown tables
-(a merged cell's text once) and picture alt text a line of its own. Headers,
+(a merged cell's text once) and picture alt text a line of its own. With an
+OCR engine, the text of pictures (``word/media/*``) is read and placed after
+the paragraph or table that holds them (see ``ingest.parsers.images``). Headers,
 footers and comments are left out: they repeat on every page and answer
 nothing. Pages follow the page breaks stored in the file, else every
 ``BLOCKS_PER_PAGE`` blocks (see ``ingest.parsers.blocks``).
@@ -18,20 +20,29 @@ from typing import TYPE_CHECKING
 
 from ingest.parsers.blocks import PAGE_BREAK, heading, pages_from_blocks
 from ingest.parsers.crypto import office_package
+from ingest.parsers.images import MAX_IMAGES_PER_DOCUMENT, OcrBlock, PictureReader
 from ingest.parsers.tables import markdown_table
 from ingest.sniff import DOCX, corrupt_archive
-from rag.errors import EmptyDocument, ParseError
+from rag.errors import ConfigError, EmptyDocument, ParseError
 from rag.types import ParsedDocument
 
 if TYPE_CHECKING:  # python-docx is imported when a .docx is parsed
     from docx.document import Document as DocxDocument
+    from docx.opc.part import Part
     from docx.styles.style import BaseStyle
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    from ingest.ocr import OcrEngine
+
 logger = logging.getLogger(__name__)
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+# Where a picture's bytes are named: DrawingML's blip, and VML's imagedata
+# (pictures in files from Word 2003 and older, converted).
+_BLIP = "{http://schemas.openxmlformats.org/drawingml/2006/main}blip"
+_VML_IMAGE = "{urn:schemas-microsoft-com:vml}imagedata"
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
 # Styles that head the document although Word gives them no outline level.
 _TITLE_LEVELS = {"title": 1, "subtitle": 2}
@@ -90,6 +101,27 @@ def _alt_texts(paragraph: Paragraph) -> list[str]:
     ]
 
 
+def picture_texts(element: object, part: Part, reader: PictureReader) -> list[OcrBlock]:
+    """OCR text of the pictures inside a paragraph or table element, in order.
+
+    Args:
+        element: The ``w:p`` or ``w:tbl`` element.
+        part: The part whose relationships name the pictures (the document's).
+        reader: Reads the pictures within the document's budget.
+    """
+    blocks = []
+    for image in element.iter(_BLIP, _VML_IMAGE):  # type: ignore[attr-defined]
+        rid = image.get(f"{_R}embed") or image.get(f"{_R}id")
+        target = part.related_parts.get(rid) if rid else None
+        blob = getattr(target, "blob", None)
+        if not blob:  # a linked (external) picture has no bytes here
+            continue
+        block = reader.read(blob, str(target.partname))  # type: ignore[union-attr]
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
 def _breaks_page(paragraph: Paragraph) -> bool:
     """True when the paragraph holds a hard page break or one Word recorded."""
     for element in paragraph._p.iter(f"{_W}br", f"{_W}lastRenderedPageBreak"):
@@ -140,9 +172,22 @@ def _table_block(table: Table) -> str:
 
 
 class DocxParser:
-    """Word documents (.docx), encrypted ones with their password."""
+    """Word documents (.docx), encrypted ones with their password.
+
+    Args:
+        ocr: Reads the text of the pictures in the document; None (the
+            default) leaves pictures to their alt text.
+    """
 
     media_type = DOCX
+
+    def __init__(
+        self, ocr: OcrEngine | None = None, *, max_pictures: int = MAX_IMAGES_PER_DOCUMENT
+    ) -> None:
+        if max_pictures < 0:
+            raise ConfigError(f"max_pictures must be >= 0, got {max_pictures}")
+        self.ocr = ocr
+        self.max_pictures = max_pictures
 
     def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
         """Extract the body of ``data`` as Markdown-like text, page by page.
@@ -156,22 +201,35 @@ class DocxParser:
             raise EmptyDocument("file is empty")
         package = office_package(data, password)
         document = _open(package)
-        pages = pages_from_blocks(self._blocks(document), "Word document")
-        logger.debug("parsed media_type=%s pages=%d", self.media_type, len(pages))
-        return ParsedDocument(media_type=self.media_type, pages=pages)
+        reader = PictureReader(self.ocr, self.max_pictures) if self.ocr is not None else None
+        pages = pages_from_blocks(self._blocks(document, reader), "Word document")
+        warnings = reader.all_warnings() if reader is not None else ()
+        logger.debug(
+            "parsed media_type=%s pages=%d pictures_read=%d",
+            self.media_type,
+            len(pages),
+            reader.read_count if reader is not None else 0,
+        )
+        return ParsedDocument(media_type=self.media_type, pages=pages, warnings=warnings)
 
     @staticmethod
-    def _blocks(document: DocxDocument) -> Iterator[str]:
+    def _blocks(document: DocxDocument, reader: PictureReader | None) -> Iterator[str | OcrBlock]:
         from docx.table import Table
 
+        part = document.part
         for item in document.iter_inner_content():
             if isinstance(item, Table):
                 yield _table_block(item)
+                if reader is not None:
+                    yield from picture_texts(item._tbl, part, reader)
                 continue
-            if _breaks_page(item) and not item.text.strip():
+            breaks = _breaks_page(item)
+            if breaks and not item.text.strip():
                 yield PAGE_BREAK
             yield paragraph_block(item)
-            if _breaks_page(item) and item.text.strip():
+            if reader is not None:
+                yield from picture_texts(item._p, part, reader)
+            if breaks and item.text.strip():
                 yield PAGE_BREAK
 
 
