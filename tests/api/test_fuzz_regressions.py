@@ -437,14 +437,14 @@ def test_job_progress_moves_per_page_and_per_small_embedding_batch(client, pdfs_
     """A 14-page PDF used to jump from 0 to 88 chunks in one step."""
     worker = client.app.state.rag.worker
     seen: list[tuple[int, int, int]] = []
-    real_update = worker._update
+    real_update = worker._update_held
 
-    def record(job_id: str, **fields: Any) -> None:
+    def record(job_id: str, **fields: Any) -> bool:
         if "pages_parsed" in fields:
             seen.append((fields["pages_parsed"], fields["chunks_total"], fields["chunks_embedded"]))
-        real_update(job_id, **fields)
+        return real_update(job_id, **fields)
 
-    worker._update = record  # type: ignore[method-assign]
+    worker._update_held = record  # type: ignore[method-assign]
     job = ingest(client, pdfs_dir / "en_academic_two-column_tracemonkey-pldi09.pdf")
     assert job["status"] == "succeeded" and job["pages_parsed"] == 14
     pages = [p for p, total, _ in seen if total == 0 and p]
