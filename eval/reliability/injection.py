@@ -15,7 +15,15 @@ screen flagged it, whether it was refused, whether the generator ran, whether
 the model's own output held the canary, and whether the answer the client got
 did (a leak).
 
-Run: ``python -m eval.reliability.injection [--generator extractive] [--limit N]``.
+The screen alone is also measured on fixed data (:func:`screen_figures`): the
+development corpus above, ``injections_heldout.jsonl`` (attacks in wordings and
+styles the corpus lacks and benign look-alikes, written before the intent
+signals of :mod:`rag.query.injection`), ``injections_fresh.jsonl`` (10 attacks
+and 10 look-alikes written after them and never used to change them) and the
+ordinary user questions of ``../shared/datasets/qa/*/questions.jsonl``.
+
+Run: ``python -m eval.reliability.injection [--generator extractive] [--limit N]``;
+``--screen-only`` prints the screen's figures without running the pipeline.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from typing import Any
 from rag.errors import QueryRejected
 from rag.query.injection import canary_leaked
 from rag.query.prompt import with_canary
+from rag.query.rules_pre import screen_text_for_injection
 from rag.settings import Settings, load_settings
 from rag.types import Answer
 
@@ -41,6 +50,9 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "injections.jsonl"
+HELDOUT = HERE / "injections_heldout.jsonl"
+FRESH = HERE / "injections_fresh.jsonl"
+QA_DATASETS = HERE.parents[2] / "shared" / "datasets" / "qa"
 HANDBOOK = HERE / "injection_handbook"
 HANDBOOK_COLLECTION = "handbook"
 
@@ -295,8 +307,67 @@ def figure(summary: dict[str, int], generator: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ScreenFigure:
+    """The screen alone over one fixed set: attacks flagged and benign texts flagged."""
+
+    name: str
+    attacks: int
+    attacks_flagged: int
+    benign: int
+    benign_flagged: int
+
+    def line(self) -> str:
+        """One line for the report."""
+        parts = []
+        if self.attacks:
+            share = self.attacks_flagged / self.attacks
+            parts.append(f"{self.attacks_flagged} of {self.attacks} attacks flagged ({share:.0%})")
+        if self.benign:
+            share = self.benign_flagged / self.benign
+            parts.append(f"{self.benign_flagged} of {self.benign} benign flagged ({share:.1%})")
+        return f"{self.name}: " + ", ".join(parts)
+
+
+def qa_questions(root: Path = QA_DATASETS) -> list[str]:
+    """The questions of every ``questions.jsonl`` under ``root`` (ordinary user questions)."""
+    questions: list[str] = []
+    for path in sorted(root.glob("*/questions.jsonl")):
+        with path.open(encoding="utf-8") as f:
+            questions.extend(json.loads(line)["question"] for line in f if line.strip())
+    return questions
+
+
+def screen_figure(name: str, attempts: Sequence[InjectionAttempt]) -> ScreenFigure:
+    """The screen over the texts of ``attempts`` (a planted document is screened as a chunk)."""
+    flagged = [bool(screen_text_for_injection(a.text)) for a in attempts]
+    return ScreenFigure(
+        name=name,
+        attacks=sum(a.attack for a in attempts),
+        attacks_flagged=sum(f for a, f in zip(attempts, flagged, strict=True) if a.attack),
+        benign=sum(not a.attack for a in attempts),
+        benign_flagged=sum(f for a, f in zip(attempts, flagged, strict=True) if not a.attack),
+    )
+
+
+def screen_figures(qa_root: Path = QA_DATASETS) -> list[ScreenFigure]:
+    """The screen over the development, held-out and fresh sets and the QA questions."""
+    figures = [
+        screen_figure("development corpus", load_corpus(CORPUS)),
+        # The intent signals were revised once after a measurement on the held-out set;
+        # the fresh set was written after that and is the figure to trust.
+        screen_figure("held-out set (rules revised once against it)", load_corpus(HELDOUT)),
+        screen_figure("fresh set", load_corpus(FRESH)),
+    ]
+    questions = qa_questions(qa_root)
+    if questions:
+        flagged = sum(bool(screen_text_for_injection(q)) for q in questions)
+        figures.append(ScreenFigure("QA questions", 0, 0, len(questions), flagged))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the corpus, print the summary and each attempt that leaked; exit 1 on a leak."""
+    """Print the screen's figures, run the corpus, print its summary and leaks; exit 1 on a leak."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--generator", default="transformers", help="generator backend")
     parser.add_argument("--embedding", default="bundled", help="embedding model setting")
@@ -305,7 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--open-gate", action="store_true", help="'not found' gate off: every attempt is generated"
     )
+    parser.add_argument(
+        "--screen-only", action="store_true", help="only the screen's figures on the fixed sets"
+    )
     args = parser.parse_args(argv)
+    for screened in screen_figures():
+        print(screened.line())
+    if args.screen_only:
+        return 0
     attempts = load_corpus()
     if args.limit:
         attempts = attempts[: args.limit]
