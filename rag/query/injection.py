@@ -431,8 +431,10 @@ _EN_ROLE = (
     r"\byou(?:'re|\s+are)\s+(?:now\s+)?\w+,\s+an?\s+(?:\w+\s+)?(?:assistant|ai|bot|model)\b"
     r"|\b(?:let'?s|we\s+will)\s+play\s+a\s+game\b|\bimagine\s+(?:that\s+)?you\s+(?:are|were)\b"
     r"|\bas\s+that\s+version\s+of\s+yourself\b|\bfrom\s+(?:this|that)\s+point\s+on\b"
-    r"|\b(?:behave|act|respond)\s+(?:like|as)\s+(?:an?\s+)?(?:\w+\s+)?(?:ai|model|assistant|bot)\b"
     r"|\bif\s+you\s+had\s+no\s+(?:rules|restrictions|limits|guidelines)\b"
+)
+_EN_ROLE_AS_AI = (
+    r"\b(?:behave|act|respond)\s+(?:like|as)\s+(?:an?\s+)?(?:\w+\s+)?(?:ai|model|assistant|bot)\b"
 )
 _EN_UNBOUND = (
     r"\b(?:no|without\s+(?:any\s+)?)\s*(?:restrictions|rules|rulebook|limits|filters|guidelines)\b"
@@ -446,8 +448,10 @@ _EN_AUTHORITY = (
     r"|\b(?:has|have)\s+authori[sz]ed\s+you\b"
 )
 _EN_ADDRESSEE = (
-    r"\b(?:dear|attention|hey|note\s+for|message\s+for|to)\s+(?:the\s+)?(?:assistant|ai|"
-    r"language\s+model|model|chatbot|llm|automated\s+readers?|system\s+reading)\b"
+    r"\b(?:dear|attention|hey|note\s+for|message\s+for)\s+(?:the\s+)?(?:assistant|ai|"
+    r"language\s+model|model|chatbot|llm|automated\s+readers?)\b"
+    r"|\bto\s+(?:the\s+)?(?:assistant|ai|language\s+model|chatbot|llm|automated\s+readers?|"
+    r"system\s+reading)\b"
     r"|\bapplies\s+to\s+you\b|\byou,\s+the\s+(?:assistant|ai|model|reader)\b"
     r"|\b(?:assistant|language\s+model|llm|chatbot)\s*[:,：，]"
 )
@@ -531,6 +535,7 @@ INTENT_SIGNALS: tuple[tuple[str, int, re.Pattern[str]], ...] = tuple(
         ("intent_secret", _WEAK, _EN_SECRET),
         ("intent_prior", _WEAK, _EN_PRIOR),
         ("intent_role", _WEAK, _EN_ROLE),
+        ("intent_role_as_ai", _WEAK, _EN_ROLE_AS_AI),
         ("intent_unbound", _WEAK, _EN_UNBOUND),
         ("intent_authority", _WEAK, _EN_AUTHORITY),
         ("intent_addressee", _WEAK, _EN_ADDRESSEE),
@@ -620,7 +625,8 @@ _INTENT_ANCHORS: dict[str, tuple[tuple[str, ...], ...]] = {
     "intent_reveal_orders": (_REVEAL_WORDS, _SECRET_NOUNS),
     "intent_secret": (_SECRET_WORDS, _SECRET_NOUNS),
     "intent_prior": (("you",), _PRIOR_WORDS),
-    "intent_role": (("you", "yourself", "game", "point", "behave", "act", "respond"),),
+    "intent_role": (("you", "yourself", "game", "imagine", "point"),),
+    "intent_role_as_ai": (("behave", "act", "respond"), ("ai", "model", "assistant", "bot")),
     "intent_unbound": (
         ("restrictions", "rules", "rulebook", "limits", "filters", "guidelines", "unrestricted")
         + ("unfiltered", "uncensored"),
@@ -630,12 +636,17 @@ _INTENT_ANCHORS: dict[str, tuple[tuple[str, ...], ...]] = {
         + ("authorising", "authorizing", "authorised", "authorized", "allowing", "permitting"),
     ),
     "intent_addressee": (
-        ("assistant", "ai", "model", "chatbot", "llm", "readers", "reader", "reading", "you"),
+        tuple("assistant ai model chatbot llm readers reader reading you".split()),
+        tuple(
+            "dear attention hey note message applies you assistant llm chatbot language ai".split()
+        )
+        + ("automated", "reading"),
     ),
     "intent_hijack": (
-        ("instead", "only", "every", "each", "your", "before", "longer", "revoked", "cancelled")
-        + ("canceled", "void", "suspended", "superseded", "supersede", "supersedes", "lifted")
-        + ("precedence",),
+        tuple(
+            "instead answer answering reply replying respond response apply revoked cancelled "
+            "canceled void suspended superseded supersede supersedes lifted precedence".split()
+        ),
     ),
     "intent_execute": (
         ("translate", "decode", "decipher", "convert"),
@@ -713,30 +724,44 @@ def normalized_for_screen(text: str) -> str:
 def intent_signals(text: str) -> dict[str, int]:
     """The intent signals ``text`` holds, by name, with their weights (1 weak, 2 strong)."""
     normalized = normalized_for_screen(text)
-    words = set(_INTENT_WORD.findall(normalized))
+    # Every anchor the text holds, found once: ASCII words by one tokenisation, the
+    # others by one pattern searched from every position where one starts.
+    present = set(_INTENT_WORD.findall(normalized))
+    match = _SUBSTRING_ANCHOR.search(normalized)
+    while match:
+        present |= _ANCHORS_INSIDE[match.group()]
+        match = _SUBSTRING_ANCHOR.search(normalized, match.start() + 1)
     chinese = _CJK.search(normalized) is not None
     found: dict[str, int] = {}
     for name, weight, pattern in INTENT_SIGNALS:
         if name.startswith("zh_") and not chinese:
             continue
-        if all(
-            not words.isdisjoint(whole) or (others is not None and others.search(normalized))
-            for whole, others in _COMPILED_ANCHORS[name]
-        ) and pattern.search(normalized):
+        if all(not present.isdisjoint(group) for group in _ANCHOR_SETS[name]) and pattern.search(
+            normalized
+        ):
             found[name] = weight
     return found
 
 
-def _compiled_group(group: tuple[str, ...]) -> tuple[frozenset[str], re.Pattern[str] | None]:
-    """An anchor group as (ASCII words, one pattern for the other anchors)."""
-    whole = frozenset(a for a in group if a.isascii() and a.isalpha())
-    others = [re.escape(a) for a in group if a not in whole]
-    return whole, (re.compile("|".join(others)) if others else None)
-
-
-_COMPILED_ANCHORS = {
-    name: tuple(_compiled_group(group) for group in groups)
-    for name, groups in _INTENT_ANCHORS.items()
+_ANCHOR_SETS = {
+    name: tuple(frozenset(group) for group in groups) for name, groups in _INTENT_ANCHORS.items()
+}
+_SUBSTRING_ANCHORS = sorted(
+    {
+        a
+        for groups in _INTENT_ANCHORS.values()
+        for group in groups
+        for a in group
+        if not (a.isascii() and a.isalpha())
+    },
+    key=len,
+    reverse=True,
+)
+# Longest first, so a match is the longest anchor starting there; the shorter ones
+# it holds are added with it.
+_SUBSTRING_ANCHOR = re.compile("|".join(map(re.escape, _SUBSTRING_ANCHORS)))
+_ANCHORS_INSIDE = {
+    a: frozenset(b for b in _SUBSTRING_ANCHORS if b in a) for a in _SUBSTRING_ANCHORS
 }
 
 
