@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -69,24 +69,31 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 _COPY_UNSAFE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
+# One statement per keyword search: each term's document frequency is counted once
+# (``dfs``) and used for the weights, and handed back with N and the version of the
+# collection's ``bm25_stats`` row so ``sparse_ceiling`` of the same query and state
+# needs no second count. The first row always comes (LEFT JOIN) while N > 0.
 _SCORE_SQL = text(
     """
     WITH q AS (
-        SELECT term, repeats FROM unnest(CAST(:terms AS text[]), CAST(:repeats AS int[]))
-            AS q(term, repeats)
+        SELECT term, repeats, ord
+        FROM unnest(CAST(:terms AS text[]), CAST(:repeats AS int[])) WITH ORDINALITY
+            AS q(term, repeats, ord)
     ),
-    stats AS (
-        SELECT n_docs::float8 AS n, total_len::float8 / n_docs AS avgdl
+    stats AS MATERIALIZED (
+        SELECT n_docs::float8 AS n, total_len::float8 / n_docs AS avgdl,
+               xmin::text::bigint AS version
         FROM bm25_stats WHERE collection_id = :cid AND n_docs > 0
     ),
-    weights AS (
-        SELECT q.term, ln(1.0 + (s.n - d.df + 0.5) / (d.df + 0.5)) * q.repeats AS weight
+    dfs AS MATERIALIZED (
+        SELECT q.term, q.repeats, q.ord,
+               (SELECT count(*) FROM bm25_postings p
+                WHERE p.collection_id = :cid AND p.term = q.term)::float8 AS df
         FROM q
-        CROSS JOIN stats s
-        CROSS JOIN LATERAL (
-            SELECT count(*)::float8 AS df FROM bm25_postings p
-            WHERE p.collection_id = :cid AND p.term = q.term
-        ) d
+    ),
+    weights AS (
+        SELECT d.term, ln(1.0 + (s.n - d.df + 0.5) / (d.df + 0.5)) * d.repeats AS weight
+        FROM dfs d CROSS JOIN stats s
         WHERE d.df > 0
     ),
     scored AS (
@@ -98,9 +105,15 @@ _SCORE_SQL = text(
         CROSS JOIN stats s
         WHERE (CAST(:allowed AS int8[]) IS NULL OR p.chunk_id = ANY(CAST(:allowed AS int8[])))
         GROUP BY p.chunk_id
+    ),
+    top AS (
+        SELECT chunk_id, score FROM scored WHERE score > 0
+        ORDER BY score DESC, chunk_id LIMIT :k
     )
-    SELECT chunk_id, score FROM scored WHERE score > 0
-    ORDER BY score DESC, chunk_id LIMIT :k
+    SELECT s.version, s.n, (SELECT array_agg(d.df ORDER BY d.ord) FROM dfs d) AS dfs,
+           t.chunk_id, t.score
+    FROM stats s LEFT JOIN top t ON true
+    ORDER BY t.score DESC, t.chunk_id
     """
 )
 
@@ -109,10 +122,39 @@ _DF_SQL = text(
     SELECT q.term,
            (SELECT count(*) FROM bm25_postings p
             WHERE p.collection_id = :cid AND p.term = q.term) AS df,
-           coalesce((SELECT n_docs FROM bm25_stats WHERE collection_id = :cid), 0) AS n_docs
+           coalesce((SELECT n_docs FROM bm25_stats WHERE collection_id = :cid), 0) AS n_docs,
+           (SELECT xmin::text::bigint FROM bm25_stats WHERE collection_id = :cid) AS version
     FROM unnest(CAST(:terms AS text[])) AS q(term)
     """
 )
+
+# The version of a collection's keyword state: the xmin of its bm25_stats row. Every
+# change to its postings updates (or deletes) that row in the same transaction, so a
+# new committed state always carries a new xmin (freezing and VACUUM FULL keep it).
+_STATS_VERSION_SQL = text("SELECT xmin::text::bigint FROM bm25_stats WHERE collection_id = :cid")
+
+# Ceilings kept per store: (collection, terms, repeats) -> (stats version, ceiling).
+_CEILING_CACHE_SIZE = 1024
+# Where a pooled connection records the hnsw.ef_search it was SET to (the pool clears
+# it with the connection). The setting is the session's: only HNSW scans read it.
+_EF_SEARCH_INFO_KEY = "rag.postgres.hnsw_ef_search"
+
+# A collection's vector size and its valid HNSW indexes' names, read in the same
+# statement as the dense search (``{search}``): the caller checks both against what
+# it assumed (the query's size; the cached index bound) and runs again if they differ.
+_DENSE_SQL = """
+    WITH meta AS MATERIALIZED (
+        SELECT (SELECT vector_dims(embedding) FROM chunk_vectors
+                WHERE collection_id = :cid LIMIT 1) AS dim,
+               (SELECT string_agg(c.relname, ',' ORDER BY c.relname)
+                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indrelid = 'chunk_vectors'::regclass AND i.indisvalid
+                  AND c.relname LIKE :prefix) AS indexes
+    )
+    SELECT meta.dim, meta.indexes, found.chunk_id, found.distance
+    FROM meta LEFT JOIN ({search}) AS found ON meta.dim = {dim}
+    ORDER BY found.distance, found.chunk_id
+"""
 
 
 def _vector_literal(vector: np.ndarray) -> str:
@@ -177,6 +219,18 @@ def dense_search_sql(collection_id: int, dim: int, upto: int | None) -> str:
         f"UNION ALL ({select} {tail} {order})"
         f") AS found ORDER BY distance LIMIT :k"
     )
+
+
+def _bound_of(indexes: str | None, dim: int) -> int | None:
+    """The last chunk id the newest of the valid ``indexes`` (comma-joined) for ``dim`` holds."""
+    uptos = [
+        upto
+        for name in (indexes or "").split(",")
+        if name
+        for size, upto in [pg_schema.parse_hnsw_index_name(name)]
+        if size == dim
+    ]
+    return max(uptos, default=None)
 
 
 def _copy_text(
@@ -261,6 +315,12 @@ class PostgresSearchStore:
         self._guard = threading.Lock()
         self._writers: dict[int, threading.RLock] = {}
         self._depth: dict[int, int] = {}
+        # (collection, vector size) -> the last chunk id its HNSW index holds (None: no
+        # index). Only a guess: every search reads the index names again, and searches
+        # again if they give another bound (another replica rebuilt or dropped it).
+        self._index_bounds: dict[tuple[int, int], int | None] = {}
+        self._ceilings: OrderedDict[tuple[int, tuple[str, ...], tuple[int, ...]], tuple[int, float]]
+        self._ceilings = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, collection_ids: Sequence[int]) -> None:
@@ -627,30 +687,65 @@ class PostgresSearchStore:
         q = np.asarray(query, dtype=np.float32).ravel()
         if allowed is not None and not len(allowed):
             return []
+        qdim = len(q)
+        params: dict[str, Any] = {
+            "q": _vector_literal(q),
+            "k": k,
+            "cid": cid,
+            "prefix": pg_schema.hnsw_index_prefix(cid).replace("_", "\\_") + "%",
+        }
+        if allowed is not None:
+            params["ids"] = np.asarray(allowed, dtype=np.int64).ravel().tolist()
         with self.sessions() as session:
-            dim = self._dimension(session, cid)
-            if dim is None:
-                return []
-            if int(dim) != len(q):
-                raise EmbeddingMismatch(
-                    f"collection id {cid} holds {dim}-dimensional vectors but the query vector "
-                    f"has {len(q)}; query it with the model it records (`rag collections list`)"
-                )
-            params: dict[str, Any] = {"q": _vector_literal(q), "k": k}
-            if allowed is None:
-                ef = min(_EF_SEARCH_MAX, max(k, self.settings.hnsw_ef_search))
-                session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
-                sql = dense_search_sql(cid, dim, self._indexed_upto(session, cid, dim))
-            else:
-                params["ids"] = np.asarray(allowed, dtype=np.int64).ravel().tolist()
-                sql = (
-                    "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance "
-                    "FROM chunk_vectors WHERE collection_id = :cid AND chunk_id = ANY(:ids) "
-                    "ORDER BY distance, chunk_id LIMIT :k"
-                )
-                params["cid"] = cid
-            rows = session.execute(text(sql), params).all()
-        return [ScoredId(chunk_id=int(r[0]), score=-float(r[1])) for r in rows]
+            if allowed is None and (cid, qdim) not in self._index_bounds:
+                self._index_bounds[(cid, qdim)] = self._indexed_upto(session, cid, qdim)
+            upto = self._index_bounds.get((cid, qdim))
+            pooled = session.connection().connection
+            ef = min(_EF_SEARCH_MAX, max(k, self.settings.hnsw_ef_search))
+            set_ef = allowed is None and pooled.info.get(_EF_SEARCH_INFO_KEY) != ef
+            if set_ef:
+                # For the connection's life, not the transaction's (committed below):
+                # a SET LOCAL would cost every search a round trip.
+                session.execute(text(f"SET hnsw.ef_search = {int(ef)}"))
+            while True:
+                rows = session.execute(
+                    text(self._dense_statement(cid, qdim, upto, allowed is not None)), params
+                ).all()
+                dim, indexes = rows[0][0], rows[0][1]
+                if dim is None:
+                    return []
+                if int(dim) != qdim:
+                    raise EmbeddingMismatch(
+                        f"collection id {cid} holds {dim}-dimensional vectors but the query "
+                        f"vector has {qdim}; query it with the model it records "
+                        "(`rag collections list`)"
+                    )
+                if allowed is not None:
+                    break
+                fresh = _bound_of(indexes, qdim)
+                if fresh == upto:
+                    break
+                # The index was rebuilt or dropped since: search again with its bound.
+                self._index_bounds[(cid, qdim)] = upto = fresh
+            if set_ef:
+                session.commit()
+                pooled.info[_EF_SEARCH_INFO_KEY] = ef
+        return [ScoredId(chunk_id=int(r[2]), score=-float(r[3])) for r in rows if r[2] is not None]
+
+    @staticmethod
+    def _dense_statement(cid: int, dim: int, upto: int | None, filtered: bool) -> str:
+        """The one dense statement: the search, with the collection's size and index names."""
+        if filtered:
+            # Rows of another size are skipped, not compared (that would raise).
+            search = (
+                "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance "
+                "FROM chunk_vectors WHERE collection_id = :cid AND chunk_id = ANY(:ids) "
+                f"AND vector_dims(embedding) = {int(dim)} "
+                "ORDER BY distance, chunk_id LIMIT :k"
+            )
+        else:
+            search = dense_search_sql(cid, dim, upto)
+        return _DENSE_SQL.format(search=search, dim=int(dim))
 
     def search_sparse(
         self, collection_id: int, query: str, k: int, allowed: np.ndarray | None
@@ -679,25 +774,58 @@ class PostgresSearchStore:
         }
         with self.sessions() as session:
             rows = session.execute(_SCORE_SQL, params).all()
-        return [ScoredId(chunk_id=int(r[0]), score=float(r[1])) for r in rows]
+        if not rows:  # no chunks
+            return []
+        version, n_docs, dfs = int(rows[0][0]), int(rows[0][1]), rows[0][2]
+        self._remember_ceiling(
+            (int(collection_id), tuple(counts), tuple(counts.values())),
+            version,
+            self._ceiling(n_docs, dfs, counts),
+        )
+        return [ScoredId(chunk_id=int(r[3]), score=float(r[4])) for r in rows if r[3] is not None]
 
     def sparse_ceiling(self, collection_id: int, query: str) -> float:
         """As ``BM25Index.score_ceiling``: sum of idf x repeats x (k1 + 1).
 
         A term the collection never uses counts at the idf of an unseen term.
+        The ceiling a keyword search of the same query worked out is reused
+        while the collection's keyword state is unchanged (one look at its
+        ``bm25_stats`` version instead of counting every term's postings).
         """
         counts = Counter(tokenize(query, stem=self.stem))
         if not counts:
             return 0.0
+        cid = int(collection_id)
+        key = (cid, tuple(counts), tuple(counts.values()))
         with self.sessions() as session:
-            rows = session.execute(
-                _DF_SQL, {"cid": int(collection_id), "terms": list(counts)}
-            ).all()
+            with self._guard:
+                cached = self._ceilings.get(key)
+            if cached is not None:
+                version = session.execute(_STATS_VERSION_SQL, {"cid": cid}).scalar()
+                if version is not None and int(version) == cached[0]:
+                    return cached[1]
+            rows = session.execute(_DF_SQL, {"cid": cid, "terms": list(counts)}).all()
         df = dict((r[0], float(r[1])) for r in rows)
         n_docs = max(int(rows[0][2]), 1) if rows else 1
-        dfs = np.array([df.get(t, 0.0) for t in counts], dtype=np.float64)
+        ceiling = self._ceiling(n_docs, [df.get(t, 0.0) for t in counts], counts)
+        if rows and rows[0][3] is not None:
+            self._remember_ceiling(key, int(rows[0][3]), ceiling)
+        return ceiling
+
+    def _ceiling(self, n_docs: int, dfs: Sequence[float], counts: Counter[str]) -> float:
+        """Sum of Lucene idf x repeats x (k1 + 1) from each query term's df."""
+        df = np.asarray(dfs, dtype=np.float64)
         repeats = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        return float((lucene_idf(n_docs, dfs) * repeats).sum() * (self.k1 + 1.0))
+        return float((lucene_idf(max(n_docs, 1), df) * repeats).sum() * (self.k1 + 1.0))
+
+    def _remember_ceiling(
+        self, key: tuple[int, tuple[str, ...], tuple[int, ...]], version: int, ceiling: float
+    ) -> None:
+        with self._guard:
+            self._ceilings[key] = (version, ceiling)
+            self._ceilings.move_to_end(key)
+            while len(self._ceilings) > _CEILING_CACHE_SIZE:
+                self._ceilings.popitem(last=False)
 
     def size(self, collection_id: int) -> int:
         """Chunks indexed for keywords in the collection (from ``bm25_stats``)."""

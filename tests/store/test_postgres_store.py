@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -525,3 +526,134 @@ def test_terms_with_copy_special_characters_round_trip(
         left = conn.execute(text("SELECT term FROM bm25_postings ORDER BY term")).scalars().all()
     assert left == ["null", "plain"]
     assert pg.stats(cid) == pg.true_stats(cid) == (1, 2)
+
+
+@contextmanager
+def statements(engine: sqlalchemy.Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` sends while the block runs."""
+    sent: list[str] = []
+
+    def capture(conn: object, cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield sent
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", capture)
+
+
+def test_dense_search_is_one_statement_that_follows_another_replicas_index_changes(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.store.postgres as postgres_module
+
+    reader = make_pg_store(pg_url, vector_kind="hnsw", hnsw_ef_search=200)
+    writer = make_pg_store(pg_url, vector_kind="hnsw", hnsw_ef_search=200)  # another replica
+    try:
+        cid = writer.create_collection("c")
+        vectors = unit_vectors(300, 16, seed=21)
+        _, ids = writer.add_document(cid, words(300, 21), vectors)
+        q = unit_vectors(1, 16, seed=22)[0]
+        assert [h.chunk_id for h in reader.store.search_dense(cid, q, 5, None)] == brute_force(
+            ids, vectors, q, 5
+        )
+        assert writer.store.checkpoint() == 1
+        ((first, _),) = hnsw_indexes(writer.engine.connect(), cid)
+        with statements(reader.engine) as sent:
+            got = [h.chunk_id for h in reader.store.search_dense(cid, q, 5, None)]
+        assert got == brute_force(ids, vectors, q, 5)
+        assert f"chunk_id <= {int(ids.max())}" in sent[-1]  # found the new index, searched again
+        with statements(reader.engine) as sent:
+            for _ in range(3):
+                reader.store.search_dense(cid, q, 5, None)
+        assert len(sent) == 3  # no look-ups, no SET: one statement a search
+        with reader.engine.connect() as conn:
+            plan = "\n".join(
+                conn.execute(
+                    text(
+                        "EXPLAIN " + reader.store._dense_statement(cid, 16, int(ids.max()), False)
+                    ),
+                    {
+                        "q": postgres_module._vector_literal(q),
+                        "k": 5,
+                        "cid": cid,
+                        "prefix": pg_schema.hnsw_index_prefix(cid).replace("_", "\\_") + "%",
+                    },
+                ).scalars()
+            )
+        assert first in plan  # the folded-in look-ups leave the index usable
+
+        # the other replica adds chunks and rebuilds the index over them
+        more = unit_vectors(40, 16, seed=23)
+        _, more_ids = writer.add_document(cid, words(40, 23), more)
+        monkeypatch.setattr(postgres_module, "_TAIL_MIN", 10)
+        monkeypatch.setattr(postgres_module, "_TAIL_SHARE", 0.05)
+        assert writer.store.checkpoint() == 1
+        all_ids, all_vectors = np.concatenate([ids, more_ids]), np.concatenate([vectors, more])
+        with statements(reader.engine) as sent:
+            got = [h.chunk_id for h in reader.store.search_dense(cid, q, 5, None)]
+        assert got == brute_force(all_ids, all_vectors, q, 5)
+        assert f"chunk_id <= {int(more_ids.max())}" in sent[-1]
+
+        # ... and re-embeds the collection to another size
+        fresh = unit_vectors(340, 24, seed=24)
+        with writer.sessions.begin() as session:
+            writer.store.stage_reembed(session, cid, all_ids, fresh)
+        with pytest.raises(EmbeddingMismatch, match="24-dimensional"):
+            reader.store.search_dense(cid, q, 5, None)
+        q24 = fresh[9]
+        got = [h.chunk_id for h in reader.store.search_dense(cid, q24, 5, None)]
+        assert got == brute_force(all_ids, fresh, q24, 5)
+        allowed = all_ids[::3]
+        got = [h.chunk_id for h in reader.store.search_dense(cid, q24, 5, allowed)]
+        assert got == brute_force(allowed, fresh[::3], q24, 5)
+        with pytest.raises(EmbeddingMismatch):
+            reader.store.search_dense(cid, q, 5, allowed)
+    finally:
+        reader.store.close()
+        writer.store.close()
+        reader.engine.dispose()
+        writer.engine.dispose()
+
+
+def test_sparse_ceiling_reuses_the_search_until_another_replica_changes_the_terms(
+    pg_url: str,
+) -> None:
+    reader = make_pg_store(pg_url)
+    writer = make_pg_store(pg_url)  # another replica
+    try:
+        cid = writer.create_collection("c")
+        _, ids = writer.add_document(
+            cid, ["alpha beta gamma", "beta delta", "gamma gamma"], unit_vectors(3, 8, seed=31)
+        )
+        query = "alpha gamma gamma omega"
+
+        def fresh_ceiling() -> float:
+            other = PostgresSearchStore(writer.sessions, IndexSettings())
+            try:
+                return other.sparse_ceiling(cid, query)
+            finally:
+                other.close()
+
+        assert reader.store.search_sparse(cid, query, 5, None)
+        with statements(reader.engine) as sent:
+            ceiling = reader.store.sparse_ceiling(cid, query)
+        assert len(sent) == 1 and "xmin" in sent[0] and "bm25_postings" not in sent[0]
+        assert ceiling == fresh_ceiling()
+
+        # same N and total length, other terms: only the version tells them apart
+        writer.delete_chunks(cid, [int(ids[0])])
+        writer.add_document(cid, ["delta delta delta"], unit_vectors(1, 8, seed=32))
+        assert ceiling != fresh_ceiling()
+        assert reader.store.sparse_ceiling(cid, query) == fresh_ceiling()
+        assert reader.store.sparse_ceiling(cid, query) == fresh_ceiling()  # cached again
+        with writer.sessions.begin() as session:
+            writer.store.stage_drop(session, cid)
+        assert reader.store.sparse_ceiling(cid, query) == fresh_ceiling()
+        assert reader.store.search_sparse(cid, query, 5, None) == []
+    finally:
+        reader.store.close()
+        writer.store.close()
+        reader.engine.dispose()
+        writer.engine.dispose()
