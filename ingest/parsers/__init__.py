@@ -70,7 +70,7 @@ _PARSERS: dict[str, type[Parser]] = {
     EPUB: EpubParser,
 }
 # Formats whose parser reads images by OCR when given an engine.
-_OCR_PARSERS = frozenset({PDF, DOCX, PPTX})
+_OCR_PARSERS = frozenset({PDF, DOCX, PPTX, ODT})
 
 
 def get_parser(media_type: str, *, ocr: OcrEngine | None = None) -> Parser:
@@ -79,7 +79,7 @@ def get_parser(media_type: str, *, ocr: OcrEngine | None = None) -> Parser:
     Args:
         media_type: The sniffed media type.
         ocr: The OCR engine for the formats that read images (PDF scans,
-            pictures in Word and PowerPoint files); None turns that off.
+            pictures in Word, PowerPoint and OpenDocument files); None turns that off.
 
     Raises:
         UnsupportedFileType: no parser handles that media type.

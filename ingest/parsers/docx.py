@@ -177,6 +177,7 @@ class DocxParser:
     Args:
         ocr: Reads the text of the pictures in the document; None (the
             default) leaves pictures to their alt text.
+        max_pictures: Most pictures read by OCR in one document.
     """
 
     media_type = DOCX

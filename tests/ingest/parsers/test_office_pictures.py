@@ -249,3 +249,39 @@ def test_ingested_deck_finds_picture_words_with_confidence(tmp_path: Path, ocr: 
             assert not with_words and all(c.ocr_confidence is None for c in chunks)
     finally:
         services.close()
+
+
+def build_odt(picture: bytes) -> bytes:
+    """A minimal OpenDocument text: a paragraph, then a paragraph holding a framed picture."""
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+        ' xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"'
+        ' xmlns:xlink="http://www.w3.org/1999/xlink" office:version="1.2">'
+        "<office:body><office:text><text:p>Opening paragraph.</text:p>"
+        '<text:list><text:list-item><text:p>Item with a picture<draw:frame draw:name="f1">'
+        '<draw:image xlink:href="Pictures/scan.png" xlink:type="simple"/></draw:frame>'
+        "</text:p></text:list-item></text:list>"
+        "</office:text></office:body></office:document-content>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", content)
+        archive.writestr("Pictures/scan.png", picture)
+    return out.getvalue()
+
+
+@pytest.mark.unit
+def test_odt_pictures_are_read_after_their_paragraph() -> None:
+    from ingest.parsers import OdtParser
+
+    data = build_odt(text_png(ENGLISH))
+    engine = ImageOcr({900: "READ FROM PICTURE"}, confidence=0.7)
+    page = OdtParser(ocr=engine).parse(data).pages[0]
+    assert "- Item with a picture\n\nREAD FROM PICTURE" in page.text
+    assert page.ocr_confidence == pytest.approx(0.7)
+    off = OdtParser().parse(data).pages[0]
+    assert "READ FROM PICTURE" not in off.text and off.ocr_confidence is None
+    assert get_parser("application/vnd.oasis.opendocument.text", ocr=engine).ocr is engine  # type: ignore[attr-defined]
