@@ -56,6 +56,13 @@ class IngestSettings(BaseModel):
     ocr_threads: int = Field(
         0, ge=0, description="ONNX Runtime threads per OCR model (0 = all cores)."
     )
+    ocr_max_images: int = Field(
+        30,
+        ge=0,
+        le=10_000,
+        description="Most pictures OCR'd inside one Word, PowerPoint or OpenDocument file "
+        "(icons under 64 px or 2 KB are skipped; 0: pictures are not read).",
+    )
     pdf_tables: bool = Field(
         True,
         description="Find ruled tables in PDF pages (pdfplumber) and index them as Markdown "

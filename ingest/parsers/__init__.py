@@ -71,15 +71,20 @@ _PARSERS: dict[str, type[Parser]] = {
 }
 # Formats whose parser reads images by OCR when given an engine.
 _OCR_PARSERS = frozenset({PDF, DOCX, PPTX, ODT})
+_PICTURE_PARSERS = frozenset({DOCX, PPTX, ODT})
 
 
-def get_parser(media_type: str, *, ocr: OcrEngine | None = None) -> Parser:
+def get_parser(
+    media_type: str, *, ocr: OcrEngine | None = None, max_pictures: int | None = None
+) -> Parser:
     """A parser for ``media_type`` (as returned by ``sniff_media_type``).
 
     Args:
         media_type: The sniffed media type.
         ocr: The OCR engine for the formats that read images (PDF scans,
             pictures in Word, PowerPoint and OpenDocument files); None turns that off.
+        max_pictures: Most pictures OCR'd per Word/PowerPoint/OpenDocument file
+            (None: the parsers' default, ``MAX_IMAGES_PER_DOCUMENT``).
 
     Raises:
         UnsupportedFileType: no parser handles that media type.
@@ -88,6 +93,8 @@ def get_parser(media_type: str, *, ocr: OcrEngine | None = None) -> Parser:
         parser_class = _PARSERS[media_type]
     except KeyError:
         raise unsupported(media_type, None) from None
+    if media_type in _PICTURE_PARSERS and max_pictures is not None:
+        return parser_class(ocr=ocr, max_pictures=max_pictures)  # type: ignore[call-arg]
     if media_type in _OCR_PARSERS:
         return parser_class(ocr=ocr)  # type: ignore[call-arg]
     return parser_class()

@@ -175,6 +175,16 @@ def test_get_parser_hands_the_engine_to_office_parsers() -> None:
     assert get_parser(DOCX).ocr is None  # type: ignore[attr-defined]
 
 
+@pytest.mark.unit
+def test_max_pictures_setting_reaches_the_parser_and_zero_reads_none() -> None:
+    engine = ImageOcr({900: "READ FROM PICTURE"})
+    data = build_docx([[text_png(ENGLISH, (900, 160))]])
+    none = get_parser(DOCX, ocr=engine, max_pictures=0)
+    assert none.max_pictures == 0  # type: ignore[attr-defined]
+    assert "READ FROM PICTURE" not in none.parse(data).pages[0].text
+    assert "READ FROM PICTURE" in get_parser(DOCX, ocr=engine).parse(data).pages[0].text
+
+
 # --- the real engine (RapidOCR) ---------------------------------------------------
 
 
