@@ -72,13 +72,15 @@ _COPY_UNSAFE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 # One statement per keyword search: each term's document frequency is counted once
 # (``dfs``) and used for the weights, and handed back with N and the version of the
 # collection's ``bm25_stats`` row so ``sparse_ceiling`` of the same query and state
-# needs no second count. The first row always comes (LEFT JOIN) while N > 0.
+# needs no second count. ``:known`` holds the dfs the store remembers for ``:version``
+# (-1: not known); they are used only while the collection is at that version (a CASE
+# runs the count only where it is needed). The first row always comes while N > 0.
 _SCORE_SQL = text(
     """
     WITH q AS (
-        SELECT term, repeats, ord
-        FROM unnest(CAST(:terms AS text[]), CAST(:repeats AS int[])) WITH ORDINALITY
-            AS q(term, repeats, ord)
+        SELECT term, repeats, known, ord
+        FROM unnest(CAST(:terms AS text[]), CAST(:repeats AS int[]), CAST(:known AS float8[]))
+            WITH ORDINALITY AS q(term, repeats, known, ord)
     ),
     stats AS MATERIALIZED (
         SELECT n_docs::float8 AS n, total_len::float8 / n_docs AS avgdl,
@@ -87,8 +89,10 @@ _SCORE_SQL = text(
     ),
     dfs AS MATERIALIZED (
         SELECT q.term, q.repeats, q.ord,
-               (SELECT count(*) FROM bm25_postings p
-                WHERE p.collection_id = :cid AND p.term = q.term)::float8 AS df
+               CASE WHEN q.known >= 0 AND (SELECT version FROM stats) = :version THEN q.known
+                    ELSE (SELECT count(*) FROM bm25_postings p
+                          WHERE p.collection_id = :cid AND p.term = q.term)::float8
+               END AS df
         FROM q
     ),
     weights AS (
@@ -135,6 +139,9 @@ _STATS_VERSION_SQL = text("SELECT xmin::text::bigint FROM bm25_stats WHERE colle
 
 # Ceilings kept per store: (collection, terms, repeats) -> (stats version, ceiling).
 _CEILING_CACHE_SIZE = 1024
+# Document frequencies kept per collection (for its latest version seen): at most this
+# many terms, about 100 bytes each.
+_DF_CACHE_TERMS = 100_000
 # Where a pooled connection records the hnsw.ef_search it was SET to (the pool clears
 # it with the connection). The setting is the session's: only HNSW scans read it.
 _EF_SEARCH_INFO_KEY = "rag.postgres.hnsw_ef_search"
@@ -321,6 +328,8 @@ class PostgresSearchStore:
         self._index_bounds: dict[tuple[int, int], int | None] = {}
         self._ceilings: OrderedDict[tuple[int, tuple[str, ...], tuple[int, ...]], tuple[int, float]]
         self._ceilings = OrderedDict()
+        # collection -> (bm25_stats version, term -> df at that version).
+        self._dfs: dict[int, tuple[int, dict[str, float]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, collection_ids: Sequence[int]) -> None:
@@ -761,10 +770,14 @@ class PostgresSearchStore:
         counts = Counter(tokenize(query, stem=self.stem))
         if not counts:
             return []
+        cid = int(collection_id)
+        known_version, known = self._dfs.get(cid, (-1, {}))
         params = {
-            "cid": int(collection_id),
+            "cid": cid,
             "terms": list(counts),
             "repeats": list(counts.values()),
+            "known": [known.get(t, -1.0) for t in counts],
+            "version": known_version,
             "k1": self.k1,
             "b": self.b,
             "k": k,
@@ -777,6 +790,7 @@ class PostgresSearchStore:
         if not rows:  # no chunks
             return []
         version, n_docs, dfs = int(rows[0][0]), int(rows[0][1]), rows[0][2]
+        self._remember_dfs(cid, version, dict(zip(counts, dfs, strict=True)))
         self._remember_ceiling(
             (int(collection_id), tuple(counts), tuple(counts.values())),
             version,
@@ -817,6 +831,14 @@ class PostgresSearchStore:
         df = np.asarray(dfs, dtype=np.float64)
         repeats = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         return float((lucene_idf(max(n_docs, 1), df) * repeats).sum() * (self.k1 + 1.0))
+
+    def _remember_dfs(self, collection_id: int, version: int, dfs: dict[str, float]) -> None:
+        with self._guard:
+            known_version, known = self._dfs.get(collection_id, (-1, {}))
+            if known_version != version or len(known) > _DF_CACHE_TERMS:
+                self._dfs[collection_id] = (version, dfs)
+            else:
+                known.update(dfs)
 
     def _remember_ceiling(
         self, key: tuple[int, tuple[str, ...], tuple[int, ...]], version: int, ceiling: float

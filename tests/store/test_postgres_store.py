@@ -19,6 +19,7 @@ from rag.index.faiss_index import FaissVectorIndex
 from rag.settings import IndexSettings
 from rag.store import pg_schema
 from rag.store.postgres import PostgresSearchStore, dense_search_sql
+from rag.types import ScoredId
 
 pytestmark = pytest.mark.integration
 
@@ -630,11 +631,11 @@ def test_sparse_ceiling_reuses_the_search_until_another_replica_changes_the_term
         query = "alpha gamma gamma omega"
 
         def fresh_ceiling() -> float:
+            return PostgresSearchStore(writer.sessions, IndexSettings()).sparse_ceiling(cid, query)
+
+        def fresh_search() -> list[ScoredId]:
             other = PostgresSearchStore(writer.sessions, IndexSettings())
-            try:
-                return other.sparse_ceiling(cid, query)
-            finally:
-                other.close()
+            return other.search_sparse(cid, query, 5, None)
 
         assert reader.store.search_sparse(cid, query, 5, None)
         with statements(reader.engine) as sent:
@@ -647,6 +648,11 @@ def test_sparse_ceiling_reuses_the_search_until_another_replica_changes_the_term
         writer.add_document(cid, ["delta delta delta"], unit_vectors(1, 8, seed=32))
         assert ceiling != fresh_ceiling()
         assert reader.store.sparse_ceiling(cid, query) == fresh_ceiling()
+        # the dfs the reader remembers are of the old version: not used for the new one
+        before = reader.store._dfs[cid]
+        assert reader.store.search_sparse(cid, query, 5, None) == fresh_search()
+        assert reader.store._dfs[cid][0] != before[0]
+        assert reader.store.search_sparse(cid, query, 5, None) == fresh_search()  # from memory
         assert reader.store.sparse_ceiling(cid, query) == fresh_ceiling()  # cached again
         with writer.sessions.begin() as session:
             writer.store.stage_drop(session, cid)
