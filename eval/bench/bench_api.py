@@ -63,15 +63,21 @@ TARGET_100_PAGES_S = 10.0
 TARGET_DECODE_TOK_S = 16.0
 
 
-def run_load(url: str, bodies: Sequence[dict[str, Any]], clients: int) -> dict[str, Any]:
-    """POST each body to /ask from ``clients`` threads; wall time, latencies and errors."""
+def run_load(
+    url: str | Sequence[str], bodies: Sequence[dict[str, Any]], clients: int
+) -> dict[str, Any]:
+    """POST each body to /ask from ``clients`` threads; wall time, latencies and errors.
+
+    ``url`` may list several servers (replicas): client i talks to ``url[i % n]``.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     next_index = iter(range(len(bodies)))
 
-    def client() -> None:
-        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+    def client(base: str) -> None:
+        with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as http:
             while True:
                 with lock:
                     i = next(next_index, None)
@@ -88,7 +94,7 @@ def run_load(url: str, bodies: Sequence[dict[str, Any]], clients: int) -> dict[s
                 with lock:
                     (latencies.append(elapsed) if ok else errors.append(detail))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(urls[i % len(urls)],)) for i in range(clients)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -96,6 +102,7 @@ def run_load(url: str, bodies: Sequence[dict[str, Any]], clients: int) -> dict[s
         thread.join()
     wall = time.perf_counter() - start
     return {
+        "servers": len(urls),
         "clients": clients,
         "requests": len(bodies),
         "ok": len(latencies),

@@ -49,7 +49,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -57,9 +56,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
+from eval.bench.bench_api import run_load
 from eval.bench.common import (
     DEFAULT_SCIFACT,
     ROOT,
@@ -74,7 +73,6 @@ from eval.bench.common import (
 NAME = "bench_postgres"
 COLLECTION = "bench"
 WARMUP = 5
-REQUEST_TIMEOUT_S = 600.0
 
 # Targets set by the brief of this benchmark, all relative to the embedded backend.
 TARGET_NDCG_GAP = 0.002
@@ -467,47 +465,10 @@ def ingest_rates(args: argparse.Namespace, pg: PostgresServer, tmp: Path) -> dic
 
 def ask_load(urls: Sequence[str], questions: Sequence[str], clients: int) -> dict[str, Any]:
     """POST /ask (extractive) from ``clients`` threads; client i on urls[i % n]."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    pending = iter(range(len(questions)))
-
-    def client(url: str) -> None:
-        with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
-            while True:
-                with lock:
-                    i = next(pending, None)
-                if i is None:
-                    return
-                start = time.perf_counter()
-                try:
-                    response = http.post(
-                        "/ask", json={"question": questions[i], "generator": "extractive"}
-                    )
-                    ok, detail = response.status_code == 200, f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    ok, detail = False, repr(exc)
-                elapsed = time.perf_counter() - start
-                with lock:
-                    (latencies.append(elapsed) if ok else errors.append(detail))
-
-    threads = [threading.Thread(target=client, args=(urls[i % len(urls)],)) for i in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
-    return {
-        "servers": len(urls),
-        "clients": clients,
-        "ok": len(latencies),
-        "requests": len(questions),
-        "errors": errors[:3],
-        "wall_s": wall,
-        "qps": len(latencies) / wall if wall else 0.0,
-        "latency_ms": percentiles_ms(latencies),
-    }
+    bodies = [{"question": q, "generator": "extractive"} for q in questions]
+    result = run_load(urls, bodies, clients)
+    result["errors"], result["qps"] = result["errors"][:3], result.pop("rps")
+    return result
 
 
 def replica_throughput(

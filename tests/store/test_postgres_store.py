@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,9 +41,16 @@ class PgStore:
             return int(row.id)
 
     def add_document(
-        self, collection_id: int, texts: Sequence[str], vectors: np.ndarray
+        self,
+        collection_id: int,
+        texts: Sequence[str],
+        vectors: np.ndarray,
+        before_index: Callable[[], object] | None = None,
     ) -> tuple[str, np.ndarray]:
-        """One ready document's chunks, indexed in the same transaction; (doc id, chunk ids)."""
+        """One ready document's chunks, indexed in the same transaction; (doc id, chunk ids).
+
+        ``before_index`` runs once the rows are flushed, before the store stages them.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.sessions.begin() as session:
             doc = Document(
@@ -71,6 +78,8 @@ class PgStore:
             session.add_all(rows)
             session.flush()
             ids = np.asarray([r.id for r in rows], dtype=np.int64)
+            if before_index is not None:
+                before_index()
             self.store.stage_add(session, collection_id, ids, vectors, list(texts))
             return doc.id, ids
 
@@ -378,35 +387,8 @@ def test_concurrent_adds_from_two_threads_keep_stats_exact(pg: PgStore) -> None:
             for round_ in range(5):
                 texts = words(20, seed * 100 + round_)
                 vectors = unit_vectors(20, 8, seed=seed * 100 + round_)
-                with pg.sessions.begin() as session:
-                    doc = Document(
-                        collection_id=cid,
-                        filename="f",
-                        sha256=f"{seed}-{round_}",
-                        status=DocumentStatus.READY.value,
-                    )
-                    session.add(doc)
-                    session.flush()
-                    rows = [
-                        ChunkRow(
-                            document_id=doc.id,
-                            collection_id=cid,
-                            ordinal=i,
-                            text=t,
-                            page_start=1,
-                            page_end=1,
-                            char_start=0,
-                            char_end=1,
-                            embedding=vectors[i].tobytes(),
-                        )
-                        for i, t in enumerate(texts)
-                    ]
-                    session.add_all(rows)
-                    session.flush()
-                    barrier.wait()  # both transactions are open before either writes stats
-                    pg.store.stage_add(
-                        session, cid, np.asarray([r.id for r in rows]), vectors, texts
-                    )
+                # Both transactions are open before either writes stats.
+                pg.add_document(cid, texts, vectors, before_index=barrier.wait)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
             barrier.abort()
