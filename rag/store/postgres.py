@@ -42,7 +42,7 @@ from rag.index.bm25 import lucene_idf
 from rag.index.numpy_index import check_k
 from rag.protocols import AfterCommit
 from rag.settings import IndexSettings
-from rag.store import pg_schema
+from rag.store import pg_bm25, pg_schema
 from rag.text.terms import tokenize
 from rag.types import ScoredId
 
@@ -68,74 +68,6 @@ _READ_BATCH = 5000
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 _COPY_UNSAFE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-# One statement per keyword search: each term's document frequency is counted once
-# (``dfs``) and used for the weights, and handed back with N and the version of the
-# collection's ``bm25_stats`` row so ``sparse_ceiling`` of the same query and state
-# needs no second count. ``:known`` holds the dfs the store remembers for ``:version``
-# (-1: not known); they are used only while the collection is at that version (a CASE
-# runs the count only where it is needed). The first row always comes while N > 0.
-_SCORE_SQL = text(
-    """
-    WITH q AS (
-        SELECT term, repeats, known, ord
-        FROM unnest(CAST(:terms AS text[]), CAST(:repeats AS int[]), CAST(:known AS float8[]))
-            WITH ORDINALITY AS q(term, repeats, known, ord)
-    ),
-    stats AS MATERIALIZED (
-        SELECT n_docs::float8 AS n, total_len::float8 / n_docs AS avgdl,
-               xmin::text::bigint AS version
-        FROM bm25_stats WHERE collection_id = :cid AND n_docs > 0
-    ),
-    dfs AS MATERIALIZED (
-        SELECT q.term, q.repeats, q.ord,
-               CASE WHEN q.known >= 0 AND (SELECT version FROM stats) = :version THEN q.known
-                    ELSE (SELECT count(*) FROM bm25_postings p
-                          WHERE p.collection_id = :cid AND p.term = q.term)::float8
-               END AS df
-        FROM q
-    ),
-    weights AS (
-        SELECT d.term, ln(1.0 + (s.n - d.df + 0.5) / (d.df + 0.5)) * d.repeats AS weight
-        FROM dfs d CROSS JOIN stats s
-        WHERE d.df > 0
-    ),
-    scored AS (
-        SELECT p.chunk_id,
-               sum(p.tf * (w.weight * (:k1 + 1.0))
-                   / (p.tf + :k1 * (1.0 - :b + :b * p.length / s.avgdl))) AS score
-        FROM weights w
-        JOIN bm25_postings p ON p.collection_id = :cid AND p.term = w.term
-        CROSS JOIN stats s
-        WHERE (CAST(:allowed AS int8[]) IS NULL OR p.chunk_id = ANY(CAST(:allowed AS int8[])))
-        GROUP BY p.chunk_id
-    ),
-    top AS (
-        SELECT chunk_id, score FROM scored WHERE score > 0
-        ORDER BY score DESC, chunk_id LIMIT :k
-    )
-    SELECT s.version, s.n, (SELECT array_agg(d.df ORDER BY d.ord) FROM dfs d) AS dfs,
-           t.chunk_id, t.score
-    FROM stats s LEFT JOIN top t ON true
-    ORDER BY t.score DESC, t.chunk_id
-    """
-)
-
-_DF_SQL = text(
-    """
-    SELECT q.term,
-           (SELECT count(*) FROM bm25_postings p
-            WHERE p.collection_id = :cid AND p.term = q.term) AS df,
-           coalesce((SELECT n_docs FROM bm25_stats WHERE collection_id = :cid), 0) AS n_docs,
-           (SELECT xmin::text::bigint FROM bm25_stats WHERE collection_id = :cid) AS version
-    FROM unnest(CAST(:terms AS text[])) AS q(term)
-    """
-)
-
-# The version of a collection's keyword state: the xmin of its bm25_stats row. Every
-# change to its postings updates (or deletes) that row in the same transaction, so a
-# new committed state always carries a new xmin (freezing and VACUUM FULL keep it).
-_STATS_VERSION_SQL = text("SELECT xmin::text::bigint FROM bm25_stats WHERE collection_id = :cid")
 
 # Ceilings kept per store: (collection, terms, repeats) -> (stats version, ceiling).
 _CEILING_CACHE_SIZE = 1024
@@ -759,10 +691,14 @@ class PostgresSearchStore:
     def search_sparse(
         self, collection_id: int, query: str, k: int, allowed: np.ndarray | None
     ) -> list[ScoredId]:
-        """Top ``k`` by Lucene BM25 (> 0 only), scored in one SQL statement.
+        """Top ``k`` by Lucene BM25 (> 0 only), as ``BM25Index`` ranks them.
 
         Each query term counts as often as it occurs (weight idf x repeats);
-        ties go to the smaller chunk id, as in ``BM25Index``.
+        ties go to the smaller chunk id. A query whose terms hold many
+        postings runs the exact MaxScore pair of :mod:`rag.store.pg_bm25`
+        (the same ids and scores, without summing chunks that hold only
+        common terms); others, filtered searches, and a search that meets a
+        write between the pair's statements run the one exhaustive statement.
         """
         k = check_k(k)
         if allowed is not None and not len(allowed):
@@ -772,7 +708,7 @@ class PostgresSearchStore:
             return []
         cid = int(collection_id)
         known_version, known = self._dfs.get(cid, (-1, {}))
-        params = {
+        params: dict[str, Any] = {
             "cid": cid,
             "terms": list(counts),
             "repeats": list(counts.values()),
@@ -781,22 +717,89 @@ class PostgresSearchStore:
             "k1": self.k1,
             "b": self.b,
             "k": k,
-            "allowed": None
-            if allowed is None
-            else np.asarray(allowed, dtype=np.int64).ravel().tolist(),
         }
         with self.sessions() as session:
-            rows = session.execute(_SCORE_SQL, params).all()
+            postings = sum(known.get(t, 0.0) for t in counts)
+            if allowed is None and postings >= pg_bm25.PRUNE_MIN_POSTINGS:
+                pruned = self._search_pruned(session, counts, known, params)
+                if pruned is not None:
+                    return pruned
+            params["allowed"] = (
+                None if allowed is None else np.asarray(allowed, dtype=np.int64).ravel().tolist()
+            )
+            rows = session.execute(pg_bm25.SCORE_SQL, params).all()
         if not rows:  # no chunks
             return []
-        version, n_docs, dfs = int(rows[0][0]), int(rows[0][1]), rows[0][2]
+        self._learn_dfs(cid, counts, int(rows[0][0]), int(rows[0][1]), rows[0][2])
+        return [ScoredId(chunk_id=int(r[3]), score=float(r[4])) for r in rows if r[3] is not None]
+
+    def _search_pruned(
+        self,
+        session: Session,
+        counts: Counter[str],
+        known: dict[str, float],
+        params: dict[str, Any],
+    ) -> list[ScoredId] | None:
+        """The MaxScore pair (``pg_bm25``); None where the exhaustive statement must run.
+
+        That is when the seed terms' chunks are fewer than k (no threshold), when
+        no term can be left out, or when a write changed the collection between
+        the two statements.
+        """
+        seeds = set(pg_bm25.seed_terms({t: known.get(t) for t in counts}))
+        row = session.execute(
+            pg_bm25.THRESHOLD_SQL, {**params, "seed": [t in seeds for t in counts]}
+        ).one_or_none()
+        if row is None:  # no chunks
+            return []
+        version, n_docs, dfs, theta = int(row[0]), int(row[1]), row[2], row[3]
+        self._learn_dfs(params["cid"], counts, version, n_docs, dfs)
+        if theta is None:
+            return None
+        df = np.asarray(dfs, dtype=np.float64)
+        repeats = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weight = lucene_idf(n_docs, df) * repeats
+        weights = {t: float(w) for t, w, d in zip(counts, weight, df, strict=True) if d > 0}
+        essential, rest, bound = pg_bm25.split_by_bound(weights, float(theta), self.k1)
+        if not rest:
+            return None
+        rows = session.execute(
+            pg_bm25.PRUNED_SQL,
+            {
+                "cid": params["cid"],
+                "essential": essential,
+                "essential_w": [weights[t] for t in essential],
+                "rest": rest,
+                "rest_w": [weights[t] for t in rest],
+                "floor": float(theta),
+                "bound": bound,
+                "k1": self.k1,
+                "b": self.b,
+                "k": params["k"],
+            },
+        ).all()
+        if not rows or int(rows[0][0]) != version:
+            return None
+        log.debug(
+            "bm25 pruned cid=%s essential=%d rest=%d theta=%.3f bound=%.3f",
+            params["cid"],
+            len(essential),
+            len(rest),
+            theta,
+            bound,
+        )
+        return [ScoredId(chunk_id=int(r[1]), score=float(r[2])) for r in rows if r[1] is not None]
+
+    def _learn_dfs(
+        self, cid: int, counts: Counter[str], version: int, n_docs: int, dfs: Sequence[float]
+    ) -> None:
+        """Remember a statement's dfs, and the query's ceiling, for the collection's version."""
         self._remember_dfs(cid, version, dict(zip(counts, dfs, strict=True)))
         self._remember_ceiling(
-            (int(collection_id), tuple(counts), tuple(counts.values())),
+            (cid, tuple(counts), tuple(counts.values())),
             version,
             self._ceiling(n_docs, dfs, counts),
         )
-        return [ScoredId(chunk_id=int(r[3]), score=float(r[4])) for r in rows if r[3] is not None]
 
     def sparse_ceiling(self, collection_id: int, query: str) -> float:
         """As ``BM25Index.score_ceiling``: sum of idf x repeats x (k1 + 1).
@@ -815,10 +818,10 @@ class PostgresSearchStore:
             with self._guard:
                 cached = self._ceilings.get(key)
             if cached is not None:
-                version = session.execute(_STATS_VERSION_SQL, {"cid": cid}).scalar()
+                version = session.execute(pg_bm25.STATS_VERSION_SQL, {"cid": cid}).scalar()
                 if version is not None and int(version) == cached[0]:
                     return cached[1]
-            rows = session.execute(_DF_SQL, {"cid": cid, "terms": list(counts)}).all()
+            rows = session.execute(pg_bm25.DF_SQL, {"cid": cid, "terms": list(counts)}).all()
         df = dict((r[0], float(r[1])) for r in rows)
         n_docs = max(int(rows[0][2]), 1) if rows else 1
         ceiling = self._ceiling(n_docs, [df.get(t, 0.0) for t in counts], counts)

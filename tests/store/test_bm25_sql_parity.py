@@ -142,3 +142,96 @@ def test_k_limits_and_rejects_below_one(both: tuple[PgStore, int, BM25Index]) ->
 
     with pytest.raises(InvalidInput):
         made.store.search_sparse(cid, "cell", 0, None)
+
+
+@pytest.fixture
+def always_pruned(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every search of known terms tries the MaxScore pair; counts the searches it answered."""
+    from rag.store import pg_bm25
+    from rag.store.postgres import PostgresSearchStore
+
+    monkeypatch.setattr(pg_bm25, "PRUNE_MIN_POSTINGS", 0)
+    # a few hundred chunks: wider seeds, so most queries find k chunks for a threshold
+    monkeypatch.setattr(pg_bm25, "SEED_POSTINGS_SHARE", 0.5)
+    answered: list[int] = []
+    original = PostgresSearchStore._search_pruned
+
+    def counted(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        hits = original(self, *args, **kwargs)
+        if hits is not None:
+            answered.append(len(hits))
+        return hits
+
+    monkeypatch.setattr(PostgresSearchStore, "_search_pruned", counted)
+    return answered
+
+
+def test_the_pruned_pair_equals_the_embedded_index(
+    both: tuple[PgStore, int, BM25Index], always_pruned: list[int]
+) -> None:
+    made, cid, embedded = both
+    assert_all_queries_agree(made, cid, embedded)  # the first pass learns every term's df
+    answered = len(always_pruned)
+    assert assert_all_queries_agree(made, cid, embedded) > 100
+    # the pair answered a good share (the others: too few chunks of the seed terms for a
+    # threshold, or no term whose bound is small enough to leave out, in 420 chunks)
+    assert len(always_pruned) - answered > 20
+    for k in (1, 3, 50):
+        for query in corpus_and_queries()[1][:20]:
+            assert_same(made.store.search_sparse(cid, query, k, None), embedded.search(query, k))
+
+
+def test_the_pruned_pair_keeps_ties_at_the_kth_score(pg_url: str, always_pruned: list[int]) -> None:
+    """Four copies of each chunk tie; a k that cuts through a tie still gets k tied chunks.
+
+    Copies' float sums can differ in the last bit on either backend (summation
+    order), so which of equal chunks comes first is not compared: the scores
+    are, and each id's score is its true one.
+    """
+    made = make_pg_store(pg_url)
+    cid = made.create_collection("ties")
+    texts = list(corpus_and_queries()[0][:60]) * 4
+    _, ids = made.add_document(cid, texts, unit_vectors(len(texts), 4, seed=1))
+    embedded = BM25Index.from_settings(IndexSettings())
+    embedded.add(ids.tolist(), texts)
+    queries = corpus_and_queries()[1][:40]
+    for k in (2, 3, 5, 10):  # k not a multiple of 4 cuts through a tie
+        for query in queries:
+            made.store.search_sparse(cid, query, k, None)  # learn the dfs
+            got = made.store.search_sparse(cid, query, k, None)
+            expected = embedded.search(query, k)
+            assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-6)
+            true = {h.chunk_id: h.score for h in embedded.search(query, len(texts))}
+            for hit in got:
+                assert hit.score == pytest.approx(true[hit.chunk_id], abs=1e-6)
+    assert always_pruned
+    made.engine.dispose()
+
+
+def test_a_write_between_the_pruned_statements_falls_back_to_the_exhaustive_one(
+    both: tuple[PgStore, int, BM25Index],
+    always_pruned: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rag.store import pg_bm25
+
+    made, cid, embedded = both
+    query = corpus_and_queries()[1][0]
+    made.store.search_sparse(cid, query, 10, None)
+    added = [f"{query} {query}"]  # scores high for the query: it must show up
+    split = pg_bm25.split_by_bound
+
+    def split_then_write(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if added:
+            _, ids = made.add_document(cid, added, unit_vectors(1, 4, seed=9))
+            embedded.add(ids.tolist(), added)
+            added.clear()
+        return split(*args, **kwargs)
+
+    monkeypatch.setattr(pg_bm25, "split_by_bound", split_then_write)
+    before = len(always_pruned)
+    got = made.store.search_sparse(cid, query, 10, None)
+    assert not added, "the write did not run between the statements"
+    assert len(always_pruned) == before  # the pair gave up
+    assert_same(got, embedded.search(query, 10))
+    assert got[0].chunk_id == max(embedded.ids())
