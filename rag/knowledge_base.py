@@ -829,6 +829,11 @@ class KnowledgeBase:
         """Vector top-k in one collection (the search store's)."""
         return self.store.search_dense(collection_id, query, k, allowed)
 
+    @property
+    def searches_off_process(self) -> bool:
+        """Whether searches run in a database server (two may run at once from threads)."""
+        return bool(self.store.searches_off_process)
+
     def search_sparse(
         self, collection_id: int, query: str, k: int, allowed: np.ndarray | None
     ) -> list[ScoredId]:

@@ -218,6 +218,10 @@ class SearchStore(Protocol):
     """
 
     name: str  # "files" or "postgres": shown by `rag doctor` and the metrics
+    # True when searches run in another process (a database server): a dense and a
+    # keyword search can then run at once from two threads without sharing this
+    # process's interpreter (the file store searches in-process: False).
+    searches_off_process: bool
 
     def open(self, collection_ids: Sequence[int]) -> None:
         """Start-up: make these collections' indexes agree with SQL (journal replay)."""

@@ -24,6 +24,7 @@ those ids, so asking one PDF never scans the whole collection.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,67 @@ class RetrievalResult:
     best_dense: float
     best_sparse: float
     timings: dict[str, float] = field(default_factory=dict)
+
+
+class _KeywordLeg:
+    """The BM25 leg of one model's collections, run here or in a thread beside the dense leg.
+
+    :meth:`result` gives (merged hits, best BM25 share of its ceiling, seconds
+    spent), running the search now unless :meth:`start` already has it going;
+    an error in the thread is raised there.
+    """
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        collection_ids: list[int],
+        allowed: dict[int, np.ndarray | None],
+        text: str,
+        candidates: int,
+    ) -> None:
+        self._kb, self._ids, self._allowed = kb, collection_ids, allowed
+        self._text, self._candidates = text, candidates
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[list[ScoredId], float, float] | BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._capture, name="bm25-leg", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> tuple[list[ScoredId], float, float]:
+        if self._thread is None:
+            return self._search()
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None
+        return self._outcome
+
+    def _capture(self) -> None:
+        try:
+            self._outcome = self._search()
+        except BaseException as exc:  # handed to the caller's thread by result()
+            self._outcome = exc
+
+    def _search(self) -> tuple[list[ScoredId], float, float]:
+        t0 = time.perf_counter()
+        per_collection = [
+            self._kb.search_sparse(c, self._text, self._candidates, self._allowed[c])
+            for c in self._ids
+        ]
+        best_share = max(
+            (
+                self._kb.sparse_share(c, self._text, hits[0].score)
+                for c, hits in zip(self._ids, per_collection, strict=True)
+                if hits
+            ),
+            default=0.0,
+        )
+        return _merge(per_collection, self._candidates), best_share, time.perf_counter() - t0
 
 
 def _merge(lists: Sequence[list[ScoredId]], k: int) -> list[ScoredId]:
@@ -332,35 +394,38 @@ class HybridRetriever:
                     model,
                     ",".join(sorted(embedder.languages)),
                 )
-        if use_dense:
-            t0 = time.perf_counter()
-            if query_vector is not None:
-                vector = query_vector
-            else:
-                embedder = embedder or self.embedders.get(model)
-                vector = embedder.embed_query(query)
-            timings["embed"] = timings.get("embed", 0.0) + time.perf_counter() - t0
-            t0 = time.perf_counter()
-            dense = _merge(
-                [self.kb.search_dense(c, vector, candidates, allowed[c]) for c in collection_ids],
-                candidates,
-            )
-            timings["dense"] = timings.get("dense", 0.0) + time.perf_counter() - t0
+        keywords: _KeywordLeg | None = None
         if mode in ("hybrid", "sparse"):
-            t0 = time.perf_counter()
-            per_collection = [
-                self.kb.search_sparse(c, text, candidates, allowed[c]) for c in collection_ids
-            ]
-            sparse = _merge(per_collection, candidates)
-            timings["sparse"] = timings.get("sparse", 0.0) + time.perf_counter() - t0
-            best_share = max(
-                (
-                    self.kb.sparse_share(c, text, hits[0].score)
-                    for c, hits in zip(collection_ids, per_collection, strict=True)
-                    if hits
-                ),
-                default=0.0,
-            )
+            keywords = _KeywordLeg(self.kb, collection_ids, allowed, text, candidates)
+            if use_dense and self.kb.searches_off_process:
+                # The database searches keywords while this thread embeds the query and
+                # runs the dense search: the two legs overlap instead of adding up.
+                keywords.start()
+        try:
+            if use_dense:
+                t0 = time.perf_counter()
+                if query_vector is not None:
+                    vector = query_vector
+                else:
+                    embedder = embedder or self.embedders.get(model)
+                    vector = embedder.embed_query(query)
+                timings["embed"] = timings.get("embed", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                dense = _merge(
+                    [
+                        self.kb.search_dense(c, vector, candidates, allowed[c])
+                        for c in collection_ids
+                    ],
+                    candidates,
+                )
+                timings["dense"] = timings.get("dense", 0.0) + time.perf_counter() - t0
+        except BaseException:
+            if keywords is not None:
+                keywords.wait()  # never leave the thread behind the error
+            raise
+        if keywords is not None:
+            sparse, best_share, seconds = keywords.result()
+            timings["sparse"] = timings.get("sparse", 0.0) + seconds
         t0 = time.perf_counter()
         fused = fuse_hits(
             dense,

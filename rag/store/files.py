@@ -77,6 +77,7 @@ class FileSearchStore:
     """
 
     name = "files"
+    searches_off_process = False
 
     def __init__(
         self,

@@ -231,6 +231,7 @@ class PostgresSearchStore:
     """
 
     name = "postgres"
+    searches_off_process = True
 
     def __init__(self, sessions: sessionmaker[Session], index_settings: IndexSettings) -> None:
         engine = sessions.kw.get("bind")
