@@ -65,6 +65,19 @@ _COMPLETION = """coalesce((
               ON p.collection_id = :cid AND p.term = w.term AND p.chunk_id = {chunk}
             CROSS JOIN stats s), 0)"""
 
+# ``part``: the chunks holding a term of ``{terms}`` with their partial scores;
+# ``best``: the k best of them (ties to the smaller id).
+_BEST = f"""part AS {{materialized}} (
+        SELECT p.chunk_id, sum({_TERM_SCORE}) AS score
+        FROM {{terms}} w
+        JOIN bm25_postings p ON p.collection_id = :cid AND p.term = w.term
+        CROSS JOIN stats s
+        GROUP BY p.chunk_id
+    ),
+    best AS MATERIALIZED (
+        SELECT chunk_id, score FROM part ORDER BY score DESC, chunk_id LIMIT :k
+    )"""
+
 # Every posting of every query term summed (the reference the pruned pair equals).
 # Each term's df is counted once (``dfs``) and handed back with N and the version of
 # the collection's ``bm25_stats`` row, so ``sparse_ceiling`` of the same query and
@@ -128,16 +141,7 @@ THRESHOLD_SQL = text(
     ),
     seeds AS (SELECT term, weight FROM weights WHERE seed),
     others AS (SELECT term, weight FROM weights WHERE NOT seed),
-    part AS (
-        SELECT p.chunk_id, sum({_TERM_SCORE}) AS score
-        FROM seeds w
-        JOIN bm25_postings p ON p.collection_id = :cid AND p.term = w.term
-        CROSS JOIN stats s
-        GROUP BY p.chunk_id
-    ),
-    best AS MATERIALIZED (
-        SELECT chunk_id, score FROM part ORDER BY score DESC, chunk_id LIMIT :k
-    ),
+    {_BEST.format(materialized="", terms="seeds")},
     complete AS (
         SELECT b.score + {_COMPLETION.format(score=_TERM_SCORE, terms="others", chunk="b.chunk_id")}
                AS score
@@ -164,16 +168,7 @@ PRUNED_SQL = text(
         SELECT term, weight
         FROM unnest(CAST(:rest AS text[]), CAST(:rest_w AS float8[])) AS r(term, weight)
     ),
-    part AS MATERIALIZED (
-        SELECT p.chunk_id, sum({_TERM_SCORE}) AS score
-        FROM essential w
-        JOIN bm25_postings p ON p.collection_id = :cid AND p.term = w.term
-        CROSS JOIN stats s
-        GROUP BY p.chunk_id
-    ),
-    best AS MATERIALIZED (
-        SELECT chunk_id, score FROM part ORDER BY score DESC, chunk_id LIMIT :k
-    ),
+    {_BEST.format(materialized="MATERIALIZED", terms="essential")},
     best_complete AS MATERIALIZED (
         SELECT b.chunk_id,
                b.score + {_COMPLETION.format(score=_TERM_SCORE, terms="rest", chunk="b.chunk_id")}
