@@ -70,8 +70,8 @@ _PARSERS: dict[str, type[Parser]] = {
     EPUB: EpubParser,
 }
 # Formats whose parser reads images by OCR when given an engine.
-_OCR_PARSERS = frozenset({PDF, DOCX, PPTX, ODT})
-_PICTURE_PARSERS = frozenset({DOCX, PPTX, ODT})
+_OCR_PARSERS = frozenset({PDF, DOCX, PPTX, ODT, EPUB})
+_PICTURE_PARSERS = frozenset({DOCX, PPTX, ODT, EPUB})
 
 
 def get_parser(
@@ -82,8 +82,8 @@ def get_parser(
     Args:
         media_type: The sniffed media type.
         ocr: The OCR engine for the formats that read images (PDF scans,
-            pictures in Word, PowerPoint and OpenDocument files); None turns that off.
-        max_pictures: Most pictures OCR'd per Word/PowerPoint/OpenDocument file
+            pictures in Word, PowerPoint, OpenDocument and EPUB files); None turns that off.
+        max_pictures: Most pictures OCR'd per Word/PowerPoint/OpenDocument/EPUB file
             (None: the parsers' default, ``MAX_IMAGES_PER_DOCUMENT``).
 
     Raises:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ingest.parsers.tables import markdown_table, trim_columns
@@ -33,7 +34,11 @@ from rag.errors import EmptyDocument
 from rag.types import Page, ParsedDocument
 
 if TYPE_CHECKING:  # BeautifulSoup is imported when a page is parsed
-    from bs4 import Tag
+    from bs4 import NavigableString, Tag
+
+# Gives the text to show in place of a picture (``<img>``, SVG ``<image>``),
+# e.g. read by OCR; None leaves the picture as it is.
+PictureText = Callable[["Tag"], "str | None"]
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +268,40 @@ def _tables_to_markdown(soup: Tag) -> None:
             table.replace_with(NavigableString(f"{_BLOCK_MARK}{rendered}{_BLOCK_MARK}"))
 
 
-def html_to_text(markup: str, *, main_content: bool = False, title: bool = True) -> str:
+def _place_pictures(soup: Tag, pictures: PictureText) -> list[NavigableString]:
+    """Put each picture's text where the picture is, as its own block; the strings placed.
+
+    Pictures are offered in document order. One inside an ``<svg>`` (dropped
+    with its drawing) gets its text just before the outermost ``<svg>``; one
+    inside another dropped element (``<noscript>``, ``<template>``...) is not
+    shown by a reader and is not offered.
+    """
+    from bs4 import NavigableString
+
+    placed = []
+    for picture in soup.find_all(("img", "image")):
+        dropped = [parent for parent in picture.parents if parent.name in _DROPPED_SET]
+        if any(parent.name != "svg" for parent in dropped):
+            continue
+        text = (pictures(picture) or "").strip()
+        if not text:
+            continue
+        block = NavigableString(f"{_BLOCK_MARK}{text}{_BLOCK_MARK}")
+        if dropped:
+            dropped[-1].insert_before(block)  # parents run upwards: the last is the outermost
+        else:
+            picture.replace_with(block)
+        placed.append(block)
+    return placed
+
+
+def html_to_text(
+    markup: str,
+    *,
+    main_content: bool = False,
+    title: bool = True,
+    pictures: PictureText | None = None,
+) -> str:
     """Visible text of an HTML page: title first, then one paragraph per block.
 
     Scripts, styles, navigation and comments are dropped; whitespace inside a
@@ -274,11 +312,16 @@ def html_to_text(markup: str, *, main_content: bool = False, title: bool = True)
         main_content: Also remove boilerplate (see :func:`remove_boilerplate`);
             for saved web pages, not for book chapters.
         title: Start with the ``<title>`` (book chapters repeat the book's).
+        pictures: Called with each ``<img>`` and SVG ``<image>`` in document
+            order; the text it returns (lines kept) replaces the picture as a
+            paragraph of its own. None (the default) leaves pictures out.
     """
     from bs4 import BeautifulSoup, NavigableString
 
     soup = BeautifulSoup(markup, "html.parser")
     title_text = " ".join(soup.title.get_text(" ").split()) if soup.title and title else ""
+    # Before the drop below, which takes <svg> (and the pictures in it) away.
+    placed = _place_pictures(soup, pictures) if pictures is not None else []
     for element in soup.find_all(True):  # one walk: matching a tag list per tag is slow
         if element.name in _DROPPED_SET and not element.decomposed:
             element.decompose()
@@ -286,6 +329,7 @@ def html_to_text(markup: str, *, main_content: bool = False, title: bool = True)
         remove_boilerplate(soup.body or soup)
     # Looked up once: asking each string for a <pre> ancestor is a tree walk.
     preformatted = {id(s) for pre in soup.find_all("pre") for s in pre.find_all(string=True)}
+    preformatted.update(id(block) for block in placed)  # OCR lines stay lines
     for string in soup.find_all(string=True):
         # Comments, the doctype, CDATA and processing instructions are
         # NavigableString subclasses; none of them is visible text.
