@@ -569,7 +569,7 @@ class IngestService:
             self.kb.update_document(document_id, status="processing")
         media_type = sniff_media_type(data, filename, password)
         report(IngestProgress("parsing"))
-        parser = get_parser(  # pictures in DOCX/PPTX/ODT are OCR'd
+        parser = get_parser(  # pictures in DOCX/PPTX/ODT/EPUB are OCR'd
             media_type, ocr=self.ocr, max_pictures=self.settings.ocr_max_images
         )
         if isinstance(parser, PdfParser):  # the one format read page by page (OCR included)

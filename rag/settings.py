@@ -60,7 +60,7 @@ class IngestSettings(BaseModel):
         30,
         ge=0,
         le=10_000,
-        description="Most pictures OCR'd inside one Word, PowerPoint or OpenDocument file "
+        description="Most pictures OCR'd inside one Word, PowerPoint, OpenDocument or EPUB file "
         "(icons under 64 px or 2 KB are skipped; 0: pictures are not read).",
     )
     pdf_tables: bool = Field(
