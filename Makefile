@@ -33,7 +33,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: install
-	$(PY) -m eval.bench.run_all
+	$(PY) -m eval.bench.run_all --out artifacts/bench/latest.md --readme README.md
 
 # Kill points, fuzzing, bad inputs and mixed load at 16 and 64 clients: one table.
 reliability: install

@@ -1,6 +1,6 @@
 """Run every benchmark in ``eval/bench`` in turn; each prints Markdown tables with targets.
 
-Usage: ``python -m eval.bench.run_all [--quick] [--only NAME ...]``
+Usage: ``python -m eval.bench.run_all [--quick] [--only NAME ...] [--out FILE] [--readme README]``
 
 Each benchmark runs in its own Python process (``python -m eval.bench.NAME``)
 so one's memory, threads and loaded models cannot slow the next, and a
@@ -16,10 +16,13 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from eval.bench.common import ROOT, fmt_s, machine_note
+from eval.bench.report import machine_line, splice_readme, write_report
 
 # In the order they run; a missing module is skipped with a note.
 BENCHMARKS = (
@@ -76,31 +79,62 @@ def command(name: str, quick: bool) -> list[str]:
     return [sys.executable, "-m", f"eval.bench.{name}", *args]
 
 
-def run(names: Sequence[str], quick: bool, timeout_s: float) -> list[tuple[str, str, float]]:
-    """Run ``names`` in order; (name, outcome, seconds) for each."""
+def _run_one(argv: list[str], limit_s: float, out: list[str]) -> str:
+    """Run one benchmark, echoing its stdout and keeping it in ``out``; its outcome."""
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    timer = threading.Timer(limit_s, process.kill)
+    timer.start()
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            # One level down in the report: it sits under a section of its own.
+            out.append("#" + line if line.startswith("#") else line)
+        returncode = process.wait()
+    finally:
+        timed_out = not timer.is_alive()
+        timer.cancel()
+    if timed_out and returncode != 0:
+        return f"stopped after {limit_s:.0f} s"
+    return "ok" if returncode == 0 else f"failed (exit {returncode})"
+
+
+def run(
+    names: Sequence[str], quick: bool, timeout_s: float, out: list[str] | None = None
+) -> list[tuple[str, str, float]]:
+    """Run ``names`` in order; (name, outcome, seconds) for each.
+
+    Args:
+        names: Benchmark module names (``eval.bench.NAME``).
+        quick: Use the small smoke configurations.
+        timeout_s: Seconds allowed per benchmark (longer for those in FULL_TIMEOUTS).
+        out: Receives the Markdown printed (the benchmarks' stdout and the notes).
+    """
+    out = [] if out is None else out
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        out.append(text + "\n")
+
     outcomes = []
     for name in names:
         if not module_exists(name):
-            print(f"> {name}: not present in eval/bench, skipped.\n", flush=True)
+            say(f"> {name}: not present in eval/bench, skipped.\n")
             outcomes.append((name, "missing", 0.0))
             continue
         argv = command(name, quick)
-        print(f"<!-- {' '.join(argv[1:])} -->\n", flush=True)
+        say(f"<!-- {' '.join(argv[1:])} -->\n")
         start = time.perf_counter()
         limit_s = timeout_s if quick else max(timeout_s, FULL_TIMEOUTS.get(name, 0.0))
-        try:
-            completed = subprocess.run(
-                argv,
-                cwd=ROOT,
-                timeout=limit_s,
-                check=False,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            outcome = "ok" if completed.returncode == 0 else f"failed (exit {completed.returncode})"
-        except subprocess.TimeoutExpired:
-            outcome = f"stopped after {limit_s:.0f} s"
+        outcome = _run_one(argv, limit_s, out)
         seconds = time.perf_counter() - start
-        print(f"\n> {name}: {outcome} in {fmt_s(seconds)}.\n", flush=True)
+        say(f"\n> {name}: {outcome} in {fmt_s(seconds)}.\n")
         outcomes.append((name, outcome, seconds))
     return outcomes
 
@@ -118,16 +152,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="seconds allowed per benchmark (default 600, 120 with --quick)",
     )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the run's Markdown to this file"
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="replace this README's generated benchmark section with the run's Markdown",
+    )
     args = parser.parse_args(argv)
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     timeout_s = args.timeout or (120.0 if args.quick else 600.0)
     started = time.perf_counter()
-    print(f"# Benchmarks{' (quick)' if args.quick else ''}\n\n{machine_note()}\n", flush=True)
-    outcomes = run(names, args.quick, timeout_s)
-    print("## Benchmark runs\n\n| benchmark | outcome | time |\n|---|---|---|")
+    out: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        out.append(text + "\n")
+
+    title = "Benchmarks" + (" (quick)" if args.quick else "")
+    only = f" (`--only {' '.join(names)}`)" if args.only else ""
+    say(f"**{title}{only}.** Measured {machine_line()}. {machine_note()}\n")
+    outcomes = run(names, args.quick, timeout_s, out)
+    say("**Benchmark runs**\n\n| benchmark | outcome | time |\n|---|---|---|")
     for name, outcome, seconds in outcomes:
-        print(f"| {name} | {outcome} | {fmt_s(seconds) if seconds else '–'} |")
-    print(f"\nTotal {fmt_s(time.perf_counter() - started)}. {machine_note()}")
+        say(f"| {name} | {outcome} | {fmt_s(seconds) if seconds else '–'} |")
+    say(f"\nTotal {fmt_s(time.perf_counter() - started)}. {machine_note()}")
+    markdown = "".join(out)
+    if args.out is not None:
+        write_report(markdown, args.out)
+    if args.readme is not None:
+        splice_readme(markdown, args.readme)
+        print(f"\n{args.readme}: benchmark section replaced by this run.", flush=True)
     failed = [o for _, o, _ in outcomes if o not in ("ok", "missing")]
     return 1 if failed else 0
 
