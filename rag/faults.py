@@ -32,6 +32,10 @@ KILL_POINTS: dict[str, str] = {
     "reembed.batch": "after each batch of new vectors computed aside, old index in use",
     "reembed.built": "new vector index built in memory, SQL still holds the old vectors",
     "reembed.sql_done": "new vectors and model committed in SQL, old index still in memory/files",
+    "migrate.originals": "after each original copied to the target, its SQL transaction not begun",
+    "migrate.batch": "after each batch of chunk rows inserted and staged, target uncommitted",
+    "migrate.sql_done": "target's rows committed, its store's after-commit steps not yet run",
+    "migrate.flushed": "target's store flushed, its checkpoint (HNSW build) not yet run",
 }
 
 _lock = threading.Lock()

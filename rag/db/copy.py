@@ -56,6 +56,7 @@ from rag.db.models import (
     JobStatus,
 )
 from rag.errors import ConfigError, Conflict, InvalidInput, RagError
+from rag.faults import kill_point
 from rag.knowledge_base import KnowledgeBase
 from rag.protocols import AfterCommit
 from rag.records import CollectionCheck
@@ -274,6 +275,7 @@ def copy_knowledge_base(
             counts, indexed = _copy_rows(target, reading, batch_rows)
     copied_at = time.perf_counter()
     target.flush()
+    kill_point("migrate.flushed")
     built = target.checkpoint()
     report = CopyReport(
         collections=counts["collections"],
@@ -341,6 +343,7 @@ def _copy_rows(
             f"copying into {display_url(target.engine.url)} failed: {_first_line(exc.orig)}; "
             "nothing was committed, so run the copy again once the cause is fixed"
         ) from exc
+    kill_point("migrate.sql_done")
     for collection_id, step in after_commit:
         with target.store.writing(collection_id):
             step()
@@ -374,18 +377,18 @@ def _copy_chunks(
                 session.execute(insert(chunks), rows)
                 copied += len(rows)
                 ready = [r for r in rows if r["document_id"] in searchable]
-                if not ready:
-                    continue
-                ids = np.fromiter((r["id"] for r in ready), dtype=np.int64, count=len(ready))
-                step = target.store.stage_add(
-                    session,
-                    collection_id,
-                    ids,
-                    _vector_matrix(collection_id, ready),
-                    [r["text"] for r in ready],
-                )
-                steps.append((collection_id, step))
-                indexed += len(ready)
+                if ready:
+                    ids = np.fromiter((r["id"] for r in ready), dtype=np.int64, count=len(ready))
+                    step = target.store.stage_add(
+                        session,
+                        collection_id,
+                        ids,
+                        _vector_matrix(collection_id, ready),
+                        [r["text"] for r in ready],
+                    )
+                    steps.append((collection_id, step))
+                    indexed += len(ready)
+                kill_point("migrate.batch")
         log.info("chunks copied collection_id=%d total=%d", collection_id, copied)
     return copied, indexed, steps
 
@@ -509,6 +512,7 @@ def _copy_originals(source: KnowledgeBase, stores: Sequence[BlobStore]) -> tuple
         for store in stores:
             store.put(doc_id, data)
         copied += 1
+        kill_point("migrate.originals")
     if missing:
         log.warning("originals missing in source documents=%d first=%s", len(missing), missing[0])
     return copied, missing

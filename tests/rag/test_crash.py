@@ -173,7 +173,10 @@ def _leave_unreplayed_journal(corpus: Path, data: Path) -> None:
 
 def test_plan_covers_twenty_points_and_every_marked_point() -> None:
     assert len(set(PLAN)) >= 20
-    assert {point for _, point, _ in PLAN} == set(KILL_POINTS)
+    # The migrate.* points are rag migrate's, killed in tests/rag/test_migrate_crash.py.
+    assert {point for _, point, _ in PLAN} == {
+        point for point in KILL_POINTS if not point.startswith("migrate.")
+    }
 
 
 def test_sigkill_at_every_point_leaves_consistent_stores(tmp_path: Path) -> None:
