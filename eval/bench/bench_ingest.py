@@ -41,6 +41,8 @@ PDFS = [
 ]
 # The shared office and e-book files, one row per format (file-name prefix).
 OFFICE_FORMATS = ("docx", "pptx", "xlsx", "csv", "epub", "odt", "html")
+# Of those, the formats whose shared files hold pictures read by OCR.
+OFFICE_PICTURE_FORMATS = ("docx", "pptx", "epub")
 
 
 def _office_files(kind: str) -> list[tuple[str, bytes]]:
@@ -65,12 +67,14 @@ def _scifact_files(limit: int) -> list[tuple[str, bytes]]:
     return files
 
 
-def _run(name: str, files: list[tuple[str, bytes]], embedding: dict) -> dict:
+def _run(
+    name: str, files: list[tuple[str, bytes]], embedding: dict, ingest: dict | None = None
+) -> dict:
     """Ingest ``files`` into a fresh knowledge base, then embed the same chunk texts raw."""
     from rag.services import build_services
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(data_dir=Path(tmp), embedding=embedding)
+        settings = load_settings(data_dir=Path(tmp), embedding=embedding, ingest=ingest or {})
         services = build_services(settings)
         services.kb.autoflush = False
         service = build_ingest_service(services)
@@ -194,40 +198,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     # The query encoder plays no part in ingest; torch spares each row an ONNX export.
     office_embedding = {**embedding, "query_backend": "torch"}
-    if args.office_only:
-        _print_header()
+    # Each row is printed as it is measured: a busy host is slow, and a run stopped
+    # at its time limit keeps the rows it finished.
+    _print_header()
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        _print_row(row)
+
+    # The format rows leave pictures unread: OCR is the one exception to the 80%
+    # target (bench_ocr times it); the formats whose files hold pictures get a
+    # second row with OCR on, the default, as users ingest them.
     for kind in OFFICE_FORMATS:
         files = _office_files(kind)
         if files:
-            row = _run(f"shared {kind.upper()} files", files, office_embedding)
-            rows.append({**row, "target": 0.8})
-            if args.office_only:  # each row as it is measured (a busy host is slow)
-                _print_row(rows[-1])
+            row = _run(f"shared {kind.upper()} files", files, office_embedding, {"ocr": False})
+            add({**row, "target": 0.8})
+            if kind in OFFICE_PICTURE_FORMATS:
+                row = _run(f"shared {kind.upper()} files, pictures OCR'd", files, office_embedding)
+                add({**row, "target": None})
     if args.office_only:
         return rows
     pdfs = [(p, (SHARED / "pdfs" / p).read_bytes()) for p in (PDFS[:1] if args.quick else PDFS)]
-    rows.append(_run("shared PDFs", pdfs, embedding))
-    rows.append(
-        _run("SciFact corpus", _scifact_files(50 if args.quick else args.scifact_docs), embedding)
-    )
+    add(_run("shared PDFs", pdfs, embedding))
+    add(_run("SciFact corpus", _scifact_files(50 if args.quick else args.scifact_docs), embedding))
     cmrc_docs = SHARED / "qa" / "cmrc2018-trial" / "docs"
     with tempfile.TemporaryDirectory() as tmp:
         if args.quick:
             cmrc = sorted(cmrc_docs.iterdir())[:20]
             cmrc_docs = _write_files([(p.name, p.read_bytes()) for p in cmrc], Path(tmp) / "cmrc")
-        rows.append(_run_cli("CMRC 2018 trial docs", cmrc_docs, embedding))
+        add(_run_cli("CMRC 2018 trial docs", cmrc_docs, embedding))
         scifact = _scifact_files(50 if args.quick else args.cli_scifact_docs)
-        rows.append(
-            _run_cli("SciFact abstracts", _write_files(scifact, Path(tmp) / "sf"), embedding)
-        )
-    _print(rows)
+        add(_run_cli("SciFact abstracts", _write_files(scifact, Path(tmp) / "sf"), embedding))
     return rows
-
-
-def _print(rows: list[dict]) -> None:
-    _print_header()
-    for r in rows:
-        _print_row(r)
 
 
 def _print_header() -> None:
@@ -242,7 +245,10 @@ def _print_header() -> None:
 def _print_row(r: dict) -> None:
     # Office rows: the issue's bar is 80% of the raw rate (their chunks are
     # few and short, so fixed per-file costs weigh more than for PDFs).
-    target = f">= {r.get('target', 0.9):.0%}" + ("" if "target" in r else ", >= 35 chunks/s")
+    if "target" in r and r["target"] is None:
+        target = "reported (OCR)"
+    else:
+        target = f">= {r.get('target', 0.9):.0%}" + ("" if "target" in r else ", >= 35 chunks/s")
     print(
         f"| {r['corpus']} | {r['files']} | {r['pages']} | {r['chunks']} | "
         f"{r['mean_tokens']:.0f} | {r['pages_s']:.1f} | {r['chunks_s']:.1f} | "

@@ -63,6 +63,10 @@ FULL_ARGS: dict[str, list[str]] = {
 
 # Benchmarks that need longer than the default --timeout in a full run (seconds).
 FULL_TIMEOUTS: dict[str, float] = {
+    # About 12 minutes idle: in-process rows, then `rag ingest` of 256 + 2,000 files.
+    "bench_ingest": 1800.0,
+    # The REST folder upload, then a 100k-chunk data folder and a 100-page PDF.
+    "bench_upload": 1800.0,
     # About 9 minutes on 2 cores with the SciFact knowledge base cached, 10-15 more to build it.
     "bench_postgres": 2400.0,
 }
@@ -125,11 +129,13 @@ def run(
     outcomes = []
     for name in names:
         if not module_exists(name):
+            say(f"<!-- -m eval.bench.{name} -->\n")
             say(f"> {name}: not present in eval/bench, skipped.\n")
             outcomes.append((name, "missing", 0.0))
             continue
         argv = command(name, quick)
         say(f"<!-- {' '.join(argv[1:])} -->\n")
+        say(f"Measured {machine_line()}.\n")
         start = time.perf_counter()
         limit_s = timeout_s if quick else max(timeout_s, FULL_TIMEOUTS.get(name, 0.0))
         outcome = _run_one(argv, limit_s, out)
@@ -183,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         write_report(markdown, args.out)
     if args.readme is not None:
-        splice_readme(markdown, args.readme)
-        print(f"\n{args.readme}: benchmark section replaced by this run.", flush=True)
+        splice_readme(markdown, args.readme, BENCHMARKS)
+        print(f"\n{args.readme}: this run's benchmarks replaced in its section.", flush=True)
     failed = [o for _, o, _ in outcomes if o not in ("ok", "missing")]
     return 1 if failed else 0
 

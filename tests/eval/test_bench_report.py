@@ -64,9 +64,28 @@ def test_run_all_writes_the_report_and_the_readme_section(
     assert "| bench_does_not_exist | missing | – |" in written
     assert "Measured " in written and " UTC" in written
     text = readme.read_text()
-    assert written.strip() in text and "old figures" not in text
+    assert "old figures" not in text
+    assert report.blocks(written)["bench_does_not_exist"] in text
     assert text.startswith("# Title\n\nintro\n\n") and text.endswith("after\n")
-    assert written.strip() in capsys.readouterr().out
+    assert "bench_does_not_exist: not present" in capsys.readouterr().out
+
+
+@pytest.mark.unit
+def test_a_run_of_some_benchmarks_keeps_the_blocks_of_the_others() -> None:
+    first = (
+        "<!-- -m eval.bench.bench_a -->\n\nMeasured day 1.\n\n| a | 1 |\n\n> bench_a: ok in 1 s.\n"
+        "<!-- -m eval.bench.bench_b --quick -->\n\nMeasured day 1.\n\n| b | 1 |\n\n"
+        "**Benchmark runs**\n\n| bench_a | ok | 1 s |\n"
+    )
+    rerun_b = "**Benchmarks.**\n\n<!-- -m eval.bench.bench_b -->\n\nMeasured day 2.\n\n| b | 2 |\n"
+    once = report.splice(README, report.merged_section(README, first, ["bench_a", "bench_b"]))
+    twice = report.splice(once, report.merged_section(once, rerun_b, ["bench_a", "bench_b"]))
+
+    assert set(report.blocks(once)) == {"bench_a", "bench_b"}
+    assert "**Benchmark runs**" not in once  # the run's summary stays in its own report
+    assert "| a | 1 |" in twice and "| b | 2 |" in twice and "| b | 1 |" not in twice
+    assert twice.index("bench_a") < twice.index("bench_b")  # the given order
+    assert report.blocks(twice)["bench_b"].endswith("| b | 2 |")
 
 
 def test_run_all_leaves_a_readme_without_markers_unchanged(
@@ -87,3 +106,14 @@ def test_the_project_readme_has_the_generated_section() -> None:
 
     assert text.count(report.START_MARK) == 1 and text.count(report.END_MARK) == 1
     assert text.index(report.START_MARK) < text.index(report.END_MARK)
+
+
+@pytest.mark.unit
+def test_a_block_without_its_own_date_takes_its_runs() -> None:
+    line = report.machine_line()
+    run = f"**Benchmarks.** Measured {line}. Load 2.\n\n<!-- -m eval.bench.bench_a -->\n\n| a |\n"
+
+    block = report.blocks(run)["bench_a"]
+
+    assert block == f"<!-- -m eval.bench.bench_a -->\n\nMeasured {line}.\n\n| a |"
+    assert report.blocks(block) == {"bench_a": block}  # dated once
