@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from sqlalchemy import URL, Connection, Table, func, insert, make_url, select, t
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-from rag.blobs import BlobNotFound, BlobStore
+from rag.blobs import BlobNotFound, BlobStore, PrefixedBlobStore, SqlBlobStore, blobs_table
 from rag.db.migrate import display_url
 from rag.db.models import (
     Base,
@@ -244,10 +245,12 @@ def copy_knowledge_base(
 
     Vectors are copied as stored (no re-embedding) and ids are kept; the
     target's id sequences continue after the source's. Call
-    :func:`check_copy_allowed` first. The source's writer lock is held for the
-    whole copy, so no document is added or removed meanwhile (a server's
-    commits wait). After the commit the target's store saves and builds what
-    is due (``flush``, then ``checkpoint``).
+    :func:`check_copy_allowed` first. An embedded source's writer lock is
+    held for the whole copy, so no document is added or removed meanwhile (a
+    server's commits wait); a PostgreSQL source is read in one snapshot
+    (``REPEATABLE READ``), so replicas keep writing and the copy holds the
+    rows as they were when it began. After the commit the target's store
+    saves and builds what is due (``flush``, then ``checkpoint``).
 
     Args:
         source: The knowledge base to read (opened and recovered).
@@ -269,10 +272,9 @@ def copy_knowledge_base(
     started = time.perf_counter()
     if originals is None:
         originals = [target.originals]
-    with source.writer_lock.hold():
-        copied, missing = _copy_originals(source, originals)
-        with source.engine.connect() as reading:
-            counts, indexed = _copy_rows(target, reading, batch_rows)
+    with source.writer_lock.hold(), _reading_snapshot(source) as reading:
+        copied, missing = _copy_originals(source, reading, originals)
+        counts, indexed = _copy_rows(target, reading, batch_rows)
     copied_at = time.perf_counter()
     target.flush()
     kill_point("migrate.flushed")
@@ -320,6 +322,24 @@ def check_copy(source: KnowledgeBase, target: KnowledgeBase) -> CopyCheck:
 
 
 # ---------------------------------------------------------------------- plumbing
+@contextmanager
+def _reading_snapshot(source: KnowledgeBase) -> Iterator[Connection]:
+    """A connection that reads the source as of one moment.
+
+    PostgreSQL: one ``REPEATABLE READ`` read-only transaction, since other
+    replicas write without the local writer lock (under READ COMMITTED each
+    statement would see a newer state: chunks of a document not copied, a
+    deleted document's rows half gone). SQLite: the writer lock the caller
+    holds keeps writers out.
+    """
+    with source.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        yield connection
+
+
 def _copy_rows(
     target: KnowledgeBase, reading: Connection, batch_rows: int
 ) -> tuple[dict[str, int], int]:
@@ -463,22 +483,49 @@ def _continue_sequences(reading: Connection, session: Session) -> None:
                 session.execute(
                     text("SELECT setval(pg_get_serial_sequence(:t, 'id'), 1, false)"), {"t": name}
                 )
-        elif dialect == "sqlite" and high and _sqlite_counts(session, name):
-            session.execute(
-                text("UPDATE sqlite_sequence SET seq = max(seq, :v) WHERE name = :t"),
-                {"t": name, "v": high},
-            )
+        elif dialect == "sqlite" and high and _sqlite_autoincrement(session, name):
+            # No counter row yet when the source's table is empty (all its rows deleted).
+            if _sqlite_counts(session, name):
+                session.execute(
+                    text("UPDATE sqlite_sequence SET seq = max(seq, :v) WHERE name = :t"),
+                    {"t": name, "v": high},
+                )
+            else:
+                session.execute(
+                    text("INSERT INTO sqlite_sequence (name, seq) VALUES (:t, :v)"),
+                    {"t": name, "v": high},
+                )
 
 
 def _high_water(reading: Connection, table: str) -> int:
-    """The highest id the source ever gave in ``table`` (its AUTOINCREMENT counter on SQLite)."""
+    """The highest id the source ever gave in ``table``.
+
+    Not only the highest held: ids of deleted rows (the last document's
+    chunks) count too, from SQLite's AUTOINCREMENT counter or PostgreSQL's
+    sequence, so the target never gives them to new rows.
+    """
     highest = int(reading.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}")).scalar_one())
-    if reading.dialect.name == "sqlite" and _sqlite_counts(reading, table):
+    if reading.dialect.name == "postgresql":
+        # NULL until the sequence gives its first value.
+        last = reading.execute(
+            text("SELECT pg_sequence_last_value(pg_get_serial_sequence(:t, 'id')::regclass)"),
+            {"t": table},
+        ).scalar()
+        highest = max(highest, int(last or 0))
+    elif reading.dialect.name == "sqlite" and _sqlite_counts(reading, table):
         counter = reading.execute(
             text("SELECT seq FROM sqlite_sequence WHERE name = :t"), {"t": table}
         ).scalar()
         highest = max(highest, int(counter or 0))
     return highest
+
+
+def _sqlite_autoincrement(session: Session, table: str) -> bool:
+    """Whether ``table`` is declared AUTOINCREMENT (SQLite then never reuses its ids)."""
+    sql = session.execute(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table}
+    ).scalar()
+    return "AUTOINCREMENT" in str(sql or "").upper()
 
 
 def _sqlite_counts(connection: Connection | Session, table: str) -> bool:
@@ -496,16 +543,21 @@ def _sqlite_counts(connection: Connection | Session, table: str) -> bool:
     )
 
 
-def _copy_originals(source: KnowledgeBase, stores: Sequence[BlobStore]) -> tuple[int, list[str]]:
-    """Put each document's original bytes into every store; returns (copied, missing ids)."""
+def _copy_originals(
+    source: KnowledgeBase, reading: Connection, stores: Sequence[BlobStore]
+) -> tuple[int, list[str]]:
+    """Put each document's original bytes into every store; returns (copied, missing ids).
+
+    The documents are those of ``reading``'s snapshot, the rows copied next.
+    """
     if not stores:
         return 0, []
-    with source.sessions() as session:
-        doc_ids = list(session.scalars(select(Document.id).order_by(Document.id)))
+    documents: Table = Document.__table__  # type: ignore[assignment]
+    doc_ids = list(reading.scalars(select(documents.c.id).order_by(documents.c.id)))
     copied, missing = 0, []
     for doc_id in doc_ids:
         try:
-            data = source.originals.get(doc_id)
+            data = _original(source, reading, doc_id)
         except BlobNotFound:
             missing.append(doc_id)
             continue
@@ -516,6 +568,23 @@ def _copy_originals(source: KnowledgeBase, stores: Sequence[BlobStore]) -> tuple
     if missing:
         log.warning("originals missing in source documents=%d first=%s", len(missing), missing[0])
     return copied, missing
+
+
+def _original(source: KnowledgeBase, reading: Connection, doc_id: str) -> bytes:
+    """A document's original; from the snapshot when the source keeps them in ``blobs``.
+
+    Raises:
+        BlobNotFound: The source holds no original for it.
+    """
+    store = source.originals
+    if isinstance(store, PrefixedBlobStore) and isinstance(store.inner, SqlBlobStore):
+        data = reading.scalar(
+            select(blobs_table.c.data).where(blobs_table.c.key == store.prefix + doc_id)
+        )
+        if data is None:
+            raise BlobNotFound(f"no original for document {doc_id} in the blobs table")
+        return bytes(data)
+    return store.get(doc_id)
 
 
 def _row_counts(kb: KnowledgeBase) -> dict[str, int]:
