@@ -236,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--embed-threads",
         type=int,
-        default=1,
-        help="embedding.threads (0 = all cores, the settings default; see bench_query)",
+        default=0,
+        help="embedding.threads for documents (0 = all cores, the settings default); "
+        "a query always encodes on one thread",
     )
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--pdf", type=Path, default=DEFAULT_PDFS / PDF_NAME)
@@ -279,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             services.close()
         print(
             f"Corpus: {args.chunks:,} SciFact chunks (150 words) with synthetic clustered vectors; "
-            f"embedder {args.embedding} (embedding.threads={args.embed_threads}: two threads "
-            "are 50-100x slower per query on a busy host) for questions and the PDF; "
+            f"embedder {args.embedding} (embedding.threads={args.embed_threads} for the PDF; "
+            "each question is encoded on one thread) for questions and the PDF; "
             "questions are SciFact test "
             "claims. Clients and server share this process (one GIL) and the machine's 2 cores.\n"
         )
