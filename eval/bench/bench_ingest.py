@@ -68,44 +68,62 @@ def _scifact_files(limit: int) -> list[tuple[str, bytes]]:
 
 
 def _run(
-    name: str, files: list[tuple[str, bytes]], embedding: dict, ingest: dict | None = None
+    name: str,
+    files: list[tuple[str, bytes]],
+    embedding: dict,
+    ingest: dict | None = None,
+    passes: int = 1,
 ) -> dict:
-    """Ingest ``files`` into a fresh knowledge base, then embed the same chunk texts raw."""
-    from rag.services import build_services
+    """Ingest ``files`` into a fresh knowledge base, then embed the same chunk texts raw.
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(data_dir=Path(tmp), embedding=embedding, ingest=ingest or {})
-        services = build_services(settings)
-        services.kb.autoflush = False
-        service = build_ingest_service(services)
-        services.embedder.embed_query("warm up")
-        # Raw rate measured before and after the pipeline on the same texts (the
-        # host is noisy and the first pass warms oneDNN's kernel caches).
-        warm_texts = [data.decode("utf-8", "ignore")[:1500] for _, data in files[:64]]
-        services.embedder.embed_documents(warm_texts)
-        parse_bytes(files[0][1], files[0][0])  # imports the format's parser library once
-        # Once per process, not per document: jieba's dictionary (~1 s), the
-        # traditional-to-simplified table and the stemmer. The office corpora
-        # are a few seconds of work, so a one-time load inside the window would
-        # be most of a row's overhead; the "(rag ingest)" rows pay it as users do.
-        tokenize("warm up 预热 預熱 running")
-        started = time.perf_counter()
-        outcomes = service.ingest_many(files)
-        services.kb.flush()
-        seconds = time.perf_counter() - started
-        texts = []
-        for outcome in outcomes:
-            if outcome.ok:
-                texts += [c.text for c in services.kb.document_chunks(outcome.document_id)]
-        pages = sum(o.pages for o in outcomes if o.ok)
-        tokens = sum(services.embedder.token_counter.count_tokens(texts))
-        raw_runs = []
-        for _ in range(2):
+    The raw embedder's time is the best of two runs, so its second run finds
+    oneDNN's kernels for those batch shapes compiled. With ``passes=2`` the
+    pipeline gets the same: the files go into two fresh knowledge bases in
+    turn, sharing one loaded embedder, and the faster pass counts. On the small
+    office corpora (a few seconds of work) the first pass's kernel compilation
+    is otherwise a third of the row; on SciFact it is noise.
+    """
+    from rag.services import build_embedder, build_services
+
+    embedder = None
+    best: tuple[float, list[str], int] | None = None
+    for _ in range(passes):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(data_dir=Path(tmp), embedding=embedding, ingest=ingest or {})
+            embedder = embedder or build_embedder(settings)
+            services = build_services(settings, embedder=embedder)
+            services.kb.autoflush = False
+            service = build_ingest_service(services)
+            embedder.embed_query("warm up")
+            warm_texts = [data.decode("utf-8", "ignore")[:1500] for _, data in files[:64]]
+            embedder.embed_documents(warm_texts)
+            parse_bytes(files[0][1], files[0][0])  # imports the format's parser library once
+            # Once per process, not per document: jieba's dictionary (~1 s), the
+            # traditional-to-simplified table and the stemmer. The office corpora
+            # are a few seconds of work, so a one-time load inside the window would
+            # be most of a row's overhead; the "(rag ingest)" rows pay it as users do.
+            tokenize("warm up 预热 預熱 running")
             started = time.perf_counter()
-            services.embedder.embed_documents(texts)
-            raw_runs.append(time.perf_counter() - started)
-        raw_seconds = min(raw_runs)
-        services.close()
+            outcomes = service.ingest_many(files)
+            services.kb.flush()
+            seconds = time.perf_counter() - started
+            texts = []
+            for outcome in outcomes:
+                if outcome.ok:
+                    texts += [c.text for c in services.kb.document_chunks(outcome.document_id)]
+            pages = sum(o.pages for o in outcomes if o.ok)
+            services.close()
+        if best is None or seconds < best[0]:
+            best = (seconds, texts, pages)
+    assert best is not None and embedder is not None
+    seconds, texts, pages = best
+    tokens = sum(embedder.token_counter.count_tokens(texts))
+    raw_runs = []
+    for _ in range(2):
+        started = time.perf_counter()
+        embedder.embed_documents(texts)
+        raw_runs.append(time.perf_counter() - started)
+    raw_seconds = min(raw_runs)
     return _row(name, len(files), pages, len(texts), tokens, seconds, raw_seconds)
 
 
@@ -212,15 +230,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for kind in OFFICE_FORMATS:
         files = _office_files(kind)
         if files:
-            row = _run(f"shared {kind.upper()} files", files, office_embedding, {"ocr": False})
+            row = _run(
+                f"shared {kind.upper()} files", files, office_embedding, {"ocr": False}, passes=2
+            )
             add({**row, "target": 0.8})
             if kind in OFFICE_PICTURE_FORMATS:
-                row = _run(f"shared {kind.upper()} files, pictures OCR'd", files, office_embedding)
+                name = f"shared {kind.upper()} files, pictures OCR'd"
+                row = _run(name, files, office_embedding, passes=2)
                 add({**row, "target": None})
     if args.office_only:
         return rows
     pdfs = [(p, (SHARED / "pdfs" / p).read_bytes()) for p in (PDFS[:1] if args.quick else PDFS)]
-    add(_run("shared PDFs", pdfs, embedding))
+    add(_run("shared PDFs", pdfs, embedding, passes=2))
     add(_run("SciFact corpus", _scifact_files(50 if args.quick else args.scifact_docs), embedding))
     cmrc_docs = SHARED / "qa" / "cmrc2018-trial" / "docs"
     with tempfile.TemporaryDirectory() as tmp:
