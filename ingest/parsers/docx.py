@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from ingest.parsers.blocks import PAGE_BREAK, heading, pages_from_blocks
 from ingest.parsers.crypto import office_package
-from ingest.parsers.images import MAX_IMAGES_PER_DOCUMENT, OcrBlock, PictureReader
+from ingest.parsers.images import OcrBlock, PictureOcrParser, PictureReader
 from ingest.parsers.tables import markdown_table
 from ingest.sniff import DOCX, corrupt_archive
-from rag.errors import ConfigError, EmptyDocument, ParseError
+from rag.errors import EmptyDocument, ParseError
 from rag.types import ParsedDocument
 
 if TYPE_CHECKING:  # python-docx is imported when a .docx is parsed
@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # python-docx is imported when a .docx is parsed
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    from ingest.ocr import OcrEngine
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +170,7 @@ def _table_block(table: Table) -> str:
     return markdown_table(grid[0], grid[1:])
 
 
-class DocxParser:
+class DocxParser(PictureOcrParser):
     """Word documents (.docx), encrypted ones with their password.
 
     Args:
@@ -181,14 +180,6 @@ class DocxParser:
     """
 
     media_type = DOCX
-
-    def __init__(
-        self, ocr: OcrEngine | None = None, *, max_pictures: int = MAX_IMAGES_PER_DOCUMENT
-    ) -> None:
-        if max_pictures < 0:
-            raise ConfigError(f"max_pictures must be >= 0, got {max_pictures}")
-        self.ocr = ocr
-        self.max_pictures = max_pictures
 
     def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
         """Extract the body of ``data`` as Markdown-like text, page by page.

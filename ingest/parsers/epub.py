@@ -27,15 +27,14 @@ from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
 
 from ingest.parsers.html import PictureText, decode_html, html_to_text
-from ingest.parsers.images import MAX_IMAGES_PER_DOCUMENT, PictureReader
+from ingest.parsers.images import PictureOcrParser, PictureReader
 from ingest.sniff import EPUB, corrupt_archive
-from rag.errors import ConfigError, EmptyDocument, ParseError
+from rag.errors import EmptyDocument, ParseError
 from rag.types import Page, ParsedDocument
 
 if TYPE_CHECKING:
     from bs4 import Tag
 
-    from ingest.ocr import OcrEngine
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +166,7 @@ def archive_pictures(
     return read
 
 
-class EpubParser:
+class EpubParser(PictureOcrParser):
     """EPUB e-books: one page per spine document.
 
     Args:
@@ -177,14 +176,6 @@ class EpubParser:
     """
 
     media_type = EPUB
-
-    def __init__(
-        self, ocr: OcrEngine | None = None, *, max_pictures: int = MAX_IMAGES_PER_DOCUMENT
-    ) -> None:
-        if max_pictures < 0:
-            raise ConfigError(f"max_pictures must be >= 0, got {max_pictures}")
-        self.ocr = ocr
-        self.max_pictures = max_pictures
 
     def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
         """Text of the book's documents in reading order; ``password`` is ignored.

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ingest.ocr import MAX_SIDE_PX
+from rag.errors import ConfigError
 
 if TYPE_CHECKING:
     from ingest.ocr import OcrEngine
@@ -40,6 +41,27 @@ MAX_IMAGES_PER_DOCUMENT = 30
 MIN_IMAGE_SIDE_PX = 64
 # Under this a PNG or JPEG is a flat icon or a bullet; skipped before decoding.
 MIN_IMAGE_BYTES = 2048
+
+
+class PictureOcrParser:
+    """What the parsers that read a document's pictures by OCR share (DOCX, PPTX, ODT, EPUB).
+
+    Args:
+        ocr: Reads the text of the pictures; None leaves pictures to their
+            descriptions (alt text), as with OCR off.
+        max_pictures: Most pictures read by OCR in one document.
+
+    Raises:
+        ConfigError: ``max_pictures`` is negative.
+    """
+
+    def __init__(
+        self, ocr: OcrEngine | None = None, *, max_pictures: int = MAX_IMAGES_PER_DOCUMENT
+    ) -> None:
+        if max_pictures < 0:
+            raise ConfigError(f"max_pictures must be >= 0, got {max_pictures}")
+        self.ocr = ocr
+        self.max_pictures = max_pictures
 
 
 @dataclass(frozen=True)

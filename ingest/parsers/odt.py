@@ -16,19 +16,15 @@ import io
 import logging
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 from xml.etree import ElementTree
 
 from ingest.parsers.blocks import heading, pages_from_blocks
-from ingest.parsers.images import MAX_IMAGES_PER_DOCUMENT, OcrBlock, PictureReader
+from ingest.parsers.images import OcrBlock, PictureOcrParser, PictureReader
 from ingest.parsers.tables import markdown_table
 from ingest.sniff import ODT, corrupt_archive
-from rag.errors import ConfigError, EmptyDocument, ParseError
+from rag.errors import EmptyDocument, ParseError
 from rag.types import ParsedDocument
-
-if TYPE_CHECKING:
-    from ingest.ocr import OcrEngine
 
 # Reads the OCR text of the pictures inside an element.
 Pictures = Callable[[ElementTree.Element], list[OcrBlock]]
@@ -178,7 +174,7 @@ def archive_pictures(archive: zipfile.ZipFile, reader: PictureReader) -> Picture
     return read
 
 
-class OdtParser:
+class OdtParser(PictureOcrParser):
     """OpenDocument text files (.odt).
 
     Args:
@@ -188,14 +184,6 @@ class OdtParser:
     """
 
     media_type = ODT
-
-    def __init__(
-        self, ocr: OcrEngine | None = None, *, max_pictures: int = MAX_IMAGES_PER_DOCUMENT
-    ) -> None:
-        if max_pictures < 0:
-            raise ConfigError(f"max_pictures must be >= 0, got {max_pictures}")
-        self.ocr = ocr
-        self.max_pictures = max_pictures
 
     def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
         """Text of the document body; ``password`` is ignored (encrypted files are refused).

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from ingest.parsers.blocks import heading
 from ingest.parsers.crypto import office_package
-from ingest.parsers.images import MAX_IMAGES_PER_DOCUMENT, OcrBlock, PictureReader
+from ingest.parsers.images import OcrBlock, PictureOcrParser, PictureReader
 from ingest.parsers.tables import markdown_table
 from ingest.sniff import PPTX, corrupt_archive
-from rag.errors import ConfigError, EmptyDocument, ParseError
+from rag.errors import EmptyDocument, ParseError
 from rag.types import Page, ParsedDocument
 
 if TYPE_CHECKING:  # python-pptx is imported when a .pptx is parsed
@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # python-pptx is imported when a .pptx is parsed
     from pptx.table import Table
     from pptx.text.text import TextFrame
 
-    from ingest.ocr import OcrEngine
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ def slide_text(slide: Slide) -> str:
     return slide_page(1, slide).text
 
 
-class PptxParser:
+class PptxParser(PictureOcrParser):
     """PowerPoint presentations (.pptx), encrypted ones with their password.
 
     Args:
@@ -169,14 +168,6 @@ class PptxParser:
     """
 
     media_type = PPTX
-
-    def __init__(
-        self, ocr: OcrEngine | None = None, *, max_pictures: int = MAX_IMAGES_PER_DOCUMENT
-    ) -> None:
-        if max_pictures < 0:
-            raise ConfigError(f"max_pictures must be >= 0, got {max_pictures}")
-        self.ocr = ocr
-        self.max_pictures = max_pictures
 
     def parse(self, data: bytes, *, password: str | None = None) -> ParsedDocument:
         """One page per slide, numbered as in the deck (empty slides keep their number).
