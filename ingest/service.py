@@ -10,9 +10,9 @@ BM25 through :meth:`rag.knowledge_base.KnowledgeBase.commit_document`.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,7 +36,7 @@ from rag.errors import (
 from rag.faults import kill_point
 from rag.knowledge_base import KnowledgeBase, file_sha256
 from rag.protocols import Embedder
-from rag.records import DocumentInfo
+from rag.records import DocumentInfo, ReadyDocument
 from rag.settings import IngestSettings
 from rag.types import Chunk, CleanText
 
@@ -89,6 +89,8 @@ class IngestOutcome:
 ProgressCallback = Callable[[IngestProgress], None]
 # Most chunks embedded between two progress reports of one document.
 PROGRESS_CHUNKS = 32
+#: Embedding groups prepared and queued ahead of the oldest one still embedding.
+MAX_GROUPS_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,7 @@ class IngestService:
             )
 
         def commit(batch: list[_Piece], vectors: np.ndarray) -> None:
+            finished: list[tuple[_Piece, np.ndarray]] = []
             offset = 0
             for piece in batch:
                 size = piece.end - piece.start
@@ -429,14 +432,13 @@ class IngestService:
                 partial.setdefault(piece.position, []).append(part)
                 if piece.end < len(piece.prep.chunks):
                     continue  # the rest of this document is in a later group
-                whole = np.concatenate(partial.pop(piece.position), axis=0)
-                try:
-                    outcomes[piece.position] = self._commit(
-                        piece.prep, collection, whole, replace, piece.report
-                    )
-                except Exception as exc:  # noqa: BLE001
-                    fail(piece, exc)
-                announce()
+                finished.append((piece, np.concatenate(partial.pop(piece.position), axis=0)))
+            for piece, outcome in self._commit_group(finished, collection, replace):
+                if isinstance(outcome, Exception):
+                    fail(piece, outcome)
+                else:
+                    outcomes[piece.position] = outcome
+            announce()
 
         groups = self._prepared_groups(
             files,
@@ -446,32 +448,39 @@ class IngestService:
             group_size,
             group_chunks or self.settings.embed_batch_chunks,
         )
+        in_flight: deque[tuple[list[_Piece], Future[np.ndarray]]] = deque()
+
+        def finish_oldest() -> None:
+            nonlocal embedded
+            batch, future = in_flight.popleft()
+            try:
+                vectors = future.result()
+            except Exception as exc:  # noqa: BLE001 - the group's files fail, not the run
+                for piece in batch:
+                    if piece.position not in outcomes:
+                        fail(piece, exc)
+                return
+            kill_point("embed.batch")
+            embedded += len(vectors)
+            report(IngestProgress("embedding", 0, total_chunks, embedded))
+            commit(batch, vectors)
+
         with self.kb.ingest_lock.hold(shared=True), ThreadPoolExecutor(1) as embedder:
-            in_flight: tuple[list[_Piece], Future[np.ndarray]] | None = None
-            # Each group is prepared when the loop reaches it, while the one before embeds.
-            for batch in itertools.chain(groups, [[]]):
+            # The model loads (its dimension needs it) while the first groups are
+            # prepared: its imports alone take seconds.
+            embedder.submit(lambda: self.embedder.dimension)
+            # Each group is queued for embedding as soon as it is prepared; groups are
+            # committed in order once embedded, and while the embedder is busy the next
+            # ones are prepared, up to MAX_GROUPS_AHEAD waiting.
+            for batch in groups:
                 announce()
-                previous: list[_Piece] = []
-                vectors = np.zeros((0, 1), dtype=np.float32)
-                if in_flight is not None:
-                    previous, future = in_flight
-                    in_flight = None
-                    try:
-                        vectors = future.result()
-                    except Exception as exc:  # noqa: BLE001 - the group's files fail, not the run
-                        for piece in previous:
-                            if piece.position not in outcomes:
-                                fail(piece, exc)
-                        previous = []
-                    else:
-                        kill_point("embed.batch")
-                        embedded += len(vectors)
-                        report(IngestProgress("embedding", 0, total_chunks, embedded))
-                if batch:
-                    texts = [c.text for p in batch for c in p.prep.chunks[p.start : p.end]]
-                    total_chunks += len(texts)
-                    in_flight = (batch, embedder.submit(self.embedder.embed_documents, texts))
-                commit(previous, vectors)
+                texts = [c.text for p in batch for c in p.prep.chunks[p.start : p.end]]
+                total_chunks += len(texts)
+                in_flight.append((batch, embedder.submit(self.embedder.embed_documents, texts)))
+                while in_flight and (in_flight[0][1].done() or len(in_flight) > MAX_GROUPS_AHEAD):
+                    finish_oldest()
+            while in_flight:
+                finish_oldest()
         announce()
         return [outcomes[i] for i in range(len(files))]
 
@@ -598,39 +607,86 @@ class IngestService:
             raise EmptyDocument(f"{filename}: no extractable text after cleaning")
         return _Prepared(document_id, filename, media_type, parsed.page_count, chunks)
 
-    def _commit(
-        self,
-        prep: _Prepared,
-        collection: str,
-        vectors: np.ndarray,
-        replace: bool,
-        report: ProgressCallback,
-    ) -> IngestOutcome:
-        """Hand the chunks and vectors to the knowledge base's one write path."""
-        n = len(prep.chunks)
-        report(IngestProgress("indexing", prep.pages, n, chunks_embedded=n))
-        old = (
-            [
-                d.id
-                for d in self.kb.ready_versions(collection, prep.filename)
-                if d.id != prep.document_id
-            ]
-            if replace
-            else []
-        )
-        doc = self.kb.commit_document(
-            prep.document_id,
-            prep.chunks,
-            vectors,
-            page_count=prep.pages,
-            replaces=old,
-            media_type=prep.media_type,
-        )
-        report(IngestProgress("done", prep.pages, n, n))
+    def _commit_group(
+        self, finished: list[tuple[_Piece, np.ndarray]], collection: str, replace: bool
+    ) -> list[tuple[_Piece, IngestOutcome | Exception]]:
+        """Commit the documents whose last chunk is embedded, in one transaction.
+
+        A file that replaces another of the same name in this group starts a
+        new transaction (it must see the first one ``ready``). If a transaction
+        fails, its documents are committed one by one, so one bad document
+        (deleted meanwhile) fails alone.
+        """
+        results: list[tuple[_Piece, IngestOutcome | Exception]] = []
+        batch: list[tuple[_Piece, ReadyDocument]] = []
+
+        def flush() -> None:
+            if len(batch) == 1:
+                results.append((batch[0][0], self._commit_alone(*batch[0], collection)))
+            elif batch:
+                try:
+                    docs = self.kb.commit_documents(collection, [ready for _, ready in batch])
+                except Exception:  # noqa: BLE001 - retried one by one: each fails alone
+                    results.extend((p, self._commit_alone(p, r, collection)) for p, r in batch)
+                else:
+                    results.extend(
+                        (p, self._outcome(p, r, doc, collection))
+                        for (p, r), doc in zip(batch, docs, strict=True)
+                    )
+            batch.clear()
+
+        for piece, vectors in finished:
+            prep = piece.prep
+            n = len(prep.chunks)
+            try:
+                piece.report(IngestProgress("indexing", prep.pages, n, chunks_embedded=n))
+            except Exception as exc:  # noqa: BLE001 - e.g. cancelled by its caller
+                results.append((piece, exc))
+                continue
+            if replace and any(p.prep.filename == prep.filename for p, _ in batch):
+                flush()
+            old = (
+                tuple(
+                    d.id
+                    for d in self.kb.ready_versions(collection, prep.filename)
+                    if d.id != prep.document_id
+                )
+                if replace
+                else ()
+            )
+            batch.append(
+                (
+                    piece,
+                    ReadyDocument(
+                        prep.document_id, prep.chunks, vectors, prep.pages, old, prep.media_type
+                    ),
+                )
+            )
+        flush()
+        return results
+
+    def _commit_alone(
+        self, piece: _Piece, ready: ReadyDocument, collection: str
+    ) -> IngestOutcome | Exception:
+        try:
+            doc = self.kb.commit_documents(collection, [ready])[0]
+        except Exception as exc:  # noqa: BLE001 - reported as this file's failure
+            return exc
+        return self._outcome(piece, ready, doc, collection)
+
+    @staticmethod
+    def _outcome(
+        piece: _Piece, ready: ReadyDocument, doc: DocumentInfo, collection: str
+    ) -> IngestOutcome | Exception:
+        n = len(ready.chunks)
+        try:
+            piece.report(IngestProgress("done", piece.prep.pages, n, n))
+        except Exception as exc:  # noqa: BLE001 - e.g. cancelled by its caller
+            return exc
         return IngestOutcome(
-            filename=prep.filename,
+            filename=piece.prep.filename,
             collection=collection,
-            action="replaced" if old else "created",
+            action="replaced" if ready.replaces else "created",
             status=doc.status,
             document_id=doc.id,
             pages=doc.pages,

@@ -10,6 +10,7 @@ collection records the model its vectors were made with, and
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -146,19 +147,54 @@ class SentenceTransformerEmbedder:
     @property
     def dimension(self) -> int:
         """Vector size."""
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        # sentence-transformers 5 renamed it (the old name warns).
+        size = getattr(model, "get_embedding_dimension", None)
+        return int(size() if size is not None else model.get_sentence_embedding_dimension())
 
     @property
     def max_tokens(self) -> int:
-        """Longest input in tokens, excluding the two special tokens."""
+        """Longest input in tokens, excluding the two special tokens.
+
+        Read from the model folder's ``sentence_bert_config.json`` when it says,
+        so chunking can start while the model itself loads (seconds of imports).
+        """
+        folder = self._transformer_folder()
+        if folder is not None and self._model is None:
+            try:
+                config = json.loads((folder / "sentence_bert_config.json").read_text("utf-8"))
+                return int(config["max_seq_length"]) - 2
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # the loaded model knows
         return int(self.model.max_seq_length) - 2
 
     @property
     def token_counter(self) -> HFTokenCounter:
-        """Counts tokens as this model sees them (chunk sizes are measured with it)."""
+        """Counts tokens as this model sees them (chunk sizes are measured with it).
+
+        Loaded from the folder's ``tokenizer.json`` (the file the model's own
+        tokenizer is built from) without loading the model, when there is one.
+        """
         if self._token_counter is None:
-            self._token_counter = HFTokenCounter(self.model.tokenizer)
+            folder = self._transformer_folder()
+            if folder is not None and (folder / "tokenizer.json").is_file():
+                self._token_counter = HFTokenCounter.from_folder(folder)
+            else:
+                self._token_counter = HFTokenCounter(self.model.tokenizer)
         return self._token_counter
+
+    def _transformer_folder(self) -> Path | None:
+        """The local folder of the model's first (Transformer) module, if the model is a folder."""
+        root = Path(self._path)
+        try:
+            modules = json.loads((root / "modules.json").read_text("utf-8"))
+            first = min(modules, key=lambda m: int(m.get("idx", 0)))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+        if not str(first.get("type", "")).endswith("Transformer"):
+            return None
+        folder = root / str(first.get("path", ""))
+        return folder if folder.is_dir() else None
 
     def _encode(self, texts: list[str], batch_size: int, threads: int | None = None) -> np.ndarray:
         import torch

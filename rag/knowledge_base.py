@@ -45,7 +45,7 @@ from rag.errors import (
 from rag.faults import kill_point
 from rag.locks import InterProcessLock, ProcessLock
 from rag.protocols import AfterCommit, Embedder, SearchStore
-from rag.records import ChunkInfo, CollectionCheck, CollectionInfo, DocumentInfo
+from rag.records import ChunkInfo, CollectionCheck, CollectionInfo, DocumentInfo, ReadyDocument
 from rag.settings import IndexSettings, Settings
 from rag.store.files import FileSearchStore
 from rag.store.select import make_search_store
@@ -536,111 +536,143 @@ class KnowledgeBase:
         media_type: str | None = None,
         embedding_model: str | None = None,
     ) -> DocumentInfo:
-        """Make a document searchable: the one write path for additions.
-
-        Chunks, status ``ready``, the removal of replaced versions and a journal
-        entry are one SQL transaction; then the indexes are updated and saved.
-        ``embedding_model`` (default: this knowledge base's) made ``vectors``;
-        the collection's recorded model and vector size must match, and a
-        collection without vectors yet records them.
+        """Make one document searchable: :meth:`commit_documents` for a batch of one.
 
         Raises:
             EmbeddingMismatch: The vectors come from another model or have another size.
         """
-        if len(chunks) != len(vectors):
-            raise InvalidInput(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if not chunks:
-            raise InvalidInput("a document needs at least one chunk to be searchable")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         doc = self.get_document(doc_id)
-        collection = self._collection_ref(doc.collection)
-        with self.store.writing(collection.id):
+        item = ReadyDocument(doc_id, chunks, vectors, page_count, tuple(replaces), media_type)
+        return self.commit_documents(doc.collection, [item], embedding_model=embedding_model)[0]
+
+    def commit_documents(
+        self,
+        collection: str,
+        documents: Sequence[ReadyDocument],
+        *,
+        embedding_model: str | None = None,
+    ) -> list[DocumentInfo]:
+        """Make documents of one collection searchable: the one write path for additions.
+
+        Their chunks, status ``ready``, the removal of replaced versions and one
+        journal entry are one SQL transaction (a bulk load commits a group of
+        small files at once); then the indexes are updated and saved at their
+        checkpoint. Each document is wholly searchable or absent whatever
+        happens. ``embedding_model`` (default: this knowledge base's) made the
+        vectors; the collection's recorded model and vector size must match,
+        and a collection without vectors yet records them.
+
+        Raises:
+            EmbeddingMismatch: The vectors come from another model or have another size.
+            DocumentNotFound: A document was deleted meanwhile (none is committed).
+        """
+        if not documents:
+            return []
+        for item in documents:
+            if len(item.chunks) != len(item.vectors):
+                raise InvalidInput(f"{len(item.chunks)} chunks but {len(item.vectors)} vectors")
+            if not item.chunks:
+                raise InvalidInput("a document needs at least one chunk to be searchable")
+        info = self._collection_ref(collection)
+        model = self.embedding_model if embedding_model is None else embedding_model
+        with self.store.writing(info.id):
             try:
-                added, after = self._commit_rows(
-                    doc_id,
-                    collection.id,
-                    chunks,
-                    vectors,
-                    page_count,
-                    replaces,
-                    media_type,
-                    self.embedding_model if embedding_model is None else embedding_model,
-                )
+                added, after = self._commit_rows(info.id, documents, model)
             except (StaleDataError, IntegrityError) as exc:
-                # The row went away between our read and the write (a concurrent delete).
-                raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion") from exc
+                # A row went away between our read and the write (a concurrent delete).
+                raise DocumentNotFound(
+                    "a document was deleted during ingestion; ingest it again"
+                ) from exc
             kill_point("commit.sql_done")
             for step in after:
                 step()
-        for old_id in replaces:
-            self.originals.delete(old_id)
-        log.info("document ready doc_id=%s chunks=%d", doc_id, added)
-        return self.get_document(doc_id)
+        for item in documents:
+            for old_id in item.replaces:
+                self.originals.delete(old_id)
+        log.info("documents ready count=%d chunks=%d", len(documents), added)
+        return self._documents_by_id([item.doc_id for item in documents])
+
+    def _documents_by_id(self, ids: Sequence[str]) -> list[DocumentInfo]:
+        """Documents in the order of ``ids`` (one query)."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Document, Collection.name)
+                .join(Collection, Document.collection_id == Collection.id)
+                .where(Document.id.in_(list(ids)))
+            ).all()
+        found = {doc.id: _document_info(doc, name) for doc, name in rows}
+        missing = [doc_id for doc_id in ids if doc_id not in found]
+        if missing:
+            raise DocumentNotFound(f"document {missing[0]!r} was deleted during ingestion")
+        return [found[doc_id] for doc_id in ids]
 
     def _commit_rows(
-        self,
-        doc_id: str,
-        collection_id: int,
-        chunks: Sequence[Chunk],
-        vectors: np.ndarray,
-        page_count: int,
-        replaces: Sequence[str],
-        media_type: str | None,
-        embedding_model: str,
+        self, collection_id: int, documents: Sequence[ReadyDocument], embedding_model: str
     ) -> tuple[int, list[AfterCommit]]:
-        """The SQL half of :meth:`commit_document` in one transaction.
+        """The SQL half of :meth:`commit_documents` in one transaction.
 
         Returns the number of chunks added and the store's after-commit steps.
         """
+        vectors = np.concatenate(
+            [np.ascontiguousarray(item.vectors, dtype=np.float32) for item in documents], axis=0
+        )
         with self.sessions.begin() as session:
-            row = session.get(Document, doc_id)
-            if row is None:
-                raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion")
+            rows = []
+            for item in documents:
+                row = session.get(Document, item.doc_id)
+                if row is None or row.collection_id != collection_id:
+                    raise DocumentNotFound(f"document {item.doc_id!r} was deleted during ingestion")
+                rows.append(row)
             # Read in the transaction that writes: a re-embedding swaps the model in one too.
             owner = session.get(Collection, collection_id)
             if owner is None:
-                raise DocumentNotFound(f"document {doc_id!r} was deleted during ingestion")
-            self._record_embedding(owner, embedding_model, int(vectors.shape[1]))
-            chunk_rows = [
-                ChunkRow(
-                    document_id=doc_id,
-                    collection_id=collection_id,
-                    ordinal=chunk.ordinal,
-                    text=chunk.text,
-                    page_start=chunk.page_start,
-                    page_end=chunk.page_end,
-                    char_start=chunk.char_start,
-                    char_end=chunk.char_end,
-                    token_count=chunk.token_count,
-                    page_breaks=[list(b) for b in chunk.page_breaks],
-                    embedding=vectors[i].tobytes(),
-                    ocr_confidence=chunk.ocr_confidence,
+                raise DocumentNotFound(
+                    f"document {documents[0].doc_id!r} was deleted during ingestion"
                 )
-                for i, chunk in enumerate(chunks)
-            ]
+            self._record_embedding(owner, embedding_model, int(vectors.shape[1]))
+            chunk_rows = []
+            offset = 0
+            for item in documents:
+                for i, chunk in enumerate(item.chunks):
+                    chunk_rows.append(
+                        ChunkRow(
+                            document_id=item.doc_id,
+                            collection_id=collection_id,
+                            ordinal=chunk.ordinal,
+                            text=chunk.text,
+                            page_start=chunk.page_start,
+                            page_end=chunk.page_end,
+                            char_start=chunk.char_start,
+                            char_end=chunk.char_end,
+                            token_count=chunk.token_count,
+                            page_breaks=[list(b) for b in chunk.page_breaks],
+                            embedding=vectors[offset + i].tobytes(),
+                            ocr_confidence=chunk.ocr_confidence,
+                        )
+                    )
+                offset += len(item.chunks)
             session.add_all(chunk_rows)
             session.flush()
             new_ids = np.asarray([r.id for r in chunk_rows], dtype=np.int64)
+            replaced = [old_id for item in documents for old_id in item.replaces]
             removed_ids: list[int] = []
-            for old_id in replaces:
+            for old_id in replaced:
                 removed_ids += list(
                     session.scalars(select(ChunkRow.id).where(ChunkRow.document_id == old_id))
                 )
             after = [self.store.stage_remove(session, collection_id, removed_ids)]
-            for old_id in replaces:
+            for old_id in replaced:
                 session.execute(delete(ChunkRow).where(ChunkRow.document_id == old_id))
                 session.execute(delete(Document).where(Document.id == old_id))
-            after.append(
-                self.store.stage_add(
-                    session, collection_id, new_ids, vectors, [c.text for c in chunks]
-                )
-            )
-            row.status = DocumentStatus.READY.value
-            row.error = None
-            row.page_count = page_count
-            if media_type:
-                row.media_type = media_type
-            row.chunk_count = len(chunks)
+            texts = [c.text for item in documents for c in item.chunks]
+            after.append(self.store.stage_add(session, collection_id, new_ids, vectors, texts))
+            for item, row in zip(documents, rows, strict=True):
+                row.status = DocumentStatus.READY.value
+                row.error = None
+                row.page_count = item.page_count
+                if item.media_type:
+                    row.media_type = item.media_type
+                row.chunk_count = len(item.chunks)
             session.flush()
             return len(new_ids), after
 

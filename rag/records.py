@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rag.types import Chunk
 
 
 @dataclass(frozen=True)
@@ -108,3 +115,18 @@ class CollectionCheck:
         data = {k: (list(v)[:20] if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
         data["consistent"] = self.consistent
         return data
+
+
+@dataclass(frozen=True)
+class ReadyDocument:
+    """A document's chunks and vectors, ready to be committed (``KnowledgeBase.commit_documents``).
+
+    ``replaces`` are the ids of older versions removed in the same transaction.
+    """
+
+    doc_id: str
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray
+    page_count: int
+    replaces: tuple[str, ...] = ()
+    media_type: str | None = None

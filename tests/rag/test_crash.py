@@ -65,13 +65,21 @@ PLAN: list[tuple[str, str, int]] = [
 def _marker(kind: str, *numbers: int) -> str:
     """A word made of letters only, so the tokeniser keeps it one term found in one file.
 
-    (Digits would be cut off as terms of their own, which every note repeats.)
+    (Digits would be cut off as terms of their own, which every note repeats.) It
+    ends in "x", which the Snowball stemmer leaves alone: "bigmarkerce" (step 24)
+    would otherwise stem to "bigmarkerc" (step 2) and find the other file.
     """
-    return kind + "marker" + "q".join("".join(chr(97 + int(d)) for d in str(n)) for n in numbers)
+    letters = "q".join("".join(chr(97 + int(d)) for d in str(n)) for n in numbers)
+    return f"{kind}marker{letters}x"
 
 
 def _corpus(folder: Path, step: int) -> list[str]:
-    """Fresh files for one step (a large one, for many embedding batches, and small ones).
+    """Fresh files for one step (small ones, then a large one for many embedding batches).
+
+    A group of 16 chunks is committed in one transaction: notes of about 7
+    chunks put the first two in one commit, the third in the next and the
+    large file (named to sort last) in a third, so every ``commit.*`` point
+    is reached three times in one ``rag ingest``.
 
     Returns the markers that make each file findable by keyword.
     """
@@ -79,10 +87,10 @@ def _corpus(folder: Path, step: int) -> list[str]:
     rng = random.Random(step)
     words = "solar wind battery inverter grid storage panel energy current cell".split()
     big = " ".join(f"Sentence {i} says {' '.join(rng.choices(words, k=12))}." for i in range(1_500))
-    (folder / f"big{step:02d}.txt").write_text(f"{_marker('big', step)}. {big}")
+    (folder / f"zbig{step:02d}.txt").write_text(f"{_marker('big', step)}. {big}")
     markers = [_marker("big", step)]
     for n in range(NOTES):
-        text = " ".join(f"Note {n}.{i}: {' '.join(rng.choices(words, k=10))}." for i in range(40))
+        text = " ".join(f"Note {n}.{i}: {' '.join(rng.choices(words, k=10))}." for i in range(95))
         marker = _marker("note", step, n)
         (folder / f"note{step:02d}-{n}.txt").write_text(f"{marker}. {text}")
         markers.append(marker)
